@@ -1,0 +1,38 @@
+"""User-facing errors and the command-line wrapper that reports them in one line.
+
+Errors a user can cause (missing folder, unreadable file, wrong checkpoint) are raised as
+:class:`UserError` deep inside the library and caught once, at the edge, by :func:`run_cli`,
+which prints ``error: <message>`` and exits with status 2: no traceback, no lost work.
+Internal invariants stay ``assert``s and do produce tracebacks, because they are bugs.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Callable, Sequence
+
+log = logging.getLogger("basis")
+
+
+class UserError(Exception):
+    """A problem with the user's input; the message names the file or flag and what to do."""
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log to stderr as ``[basis] message``; INFO by default, DEBUG when ``verbose``."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="[basis] %(message)s", stream=sys.stderr, force=True)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    """Run ``main(argv)`` and exit; a :class:`UserError` becomes one ``error:`` line and exit code 2."""
+    setup_logging()
+    try:
+        code = main(argv)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
