@@ -1,0 +1,148 @@
+"""Tests of the shared training loop (train_utils.py): resume, config, EMA, NaN guard, mirrored == one device."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train_utils
+from pipeline.errors import UserError
+from train_utils import NonFiniteLossError, TrainConfig, load_model, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Linear(tf.Module):
+    """y = x @ w + b with deterministic initial weights."""
+
+    def __init__(self, n_in: int = 4):
+        super().__init__()
+        self.w = tf.Variable(tf.linspace(-0.5, 0.5, n_in)[:, None], name="w")
+        self.b = tf.Variable([0.1], name="b")
+
+    def __call__(self, x):
+        return x @ self.w + self.b
+
+
+def squared_error(model, batch):
+    x, y = batch
+    return tf.reduce_sum(tf.square(model(x) - y), axis=-1)
+
+
+def regression_data(batch_size: int = 8, n: int = 32, seed: int = 0, poison_batch: int | None = None):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 4)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0], [0.5], [3.0]], np.float32) + 0.3).astype(np.float32)
+    if poison_batch is not None:
+        x[poison_batch * batch_size] = np.nan
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True).repeat()
+
+
+def weights(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def config(run_dir, **overrides):
+    fields = dict(run_dir=str(run_dir), steps=6, batch_size=8, learning_rate=0.05, log_every=2,
+                  checkpoint_every=3, keep_checkpoints=5)
+    fields.update(overrides)
+    return TrainConfig(**fields)
+
+
+def test_training_lowers_loss_and_writes_run_folder(tmp_path):
+    evals = []
+    model = train(Linear, squared_error, regression_data(), config(tmp_path, steps=30, checkpoint_every=30),
+                  {"n_in": 4}, eval_fn=lambda m: evals.append(1) or {"mse": float(tf.reduce_mean(
+                      squared_error(m, next(iter(regression_data())))))})
+    initial = float(tf.reduce_mean(squared_error(Linear(), next(iter(regression_data())))))
+    final = float(tf.reduce_mean(squared_error(model, next(iter(regression_data())))))
+    assert final < 0.5 * initial
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["model"] == {"n_in": 4} and saved["train"]["steps"] == 30
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-30")
+    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    assert evals == [1]
+
+
+def test_resume_continues_step_count_and_matches_uninterrupted_run(tmp_path):
+    straight = weights(train(Linear, squared_error, regression_data(), config(tmp_path / "a", steps=6), {}))
+    first = train(Linear, squared_error, regression_data(), config(tmp_path / "b", steps=3), {})
+    restored = load_model(tmp_path / "b", Linear)
+    for saved, loaded in zip(weights(first), weights(restored)):
+        np.testing.assert_array_equal(saved, loaded)
+    # The fixed-order data repeats every 4 batches; restart the stream at batch 3 as the resumed run would see it.
+    resumed = train(Linear, squared_error, regression_data().skip(3), config(tmp_path / "b", steps=6), {})
+    assert train_utils.checkpoint_step(tmp_path / "b") == 6
+    for a, b in zip(straight, weights(resumed)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_resume_refuses_a_different_model_config(tmp_path):
+    train(Linear, squared_error, regression_data(), config(tmp_path, steps=1), {"width": 4})
+    with pytest.raises(UserError, match="different model config.*width"):
+        train(Linear, squared_error, regression_data(), config(tmp_path, steps=2), {"width": 8})
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # Batch index 3 (the 4th step) contains a NaN; checkpoints are written every 3 steps.
+    with pytest.raises(NonFiniteLossError, match=r"step 4: loss nan.*ckpt-3"):
+        train(Linear, squared_error, regression_data(poison_batch=3), config(tmp_path, steps=6), {})
+    latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+    assert latest.endswith("ckpt-3")
+    assert all(np.all(np.isfinite(w)) for w in weights(load_model(tmp_path, Linear)))
+
+
+def test_ema_weights_are_returned_and_loaded(tmp_path):
+    model = train(Linear, squared_error, regression_data(), config(tmp_path, steps=6, ema_decay=0.9), {})
+    ema, raw = load_model(tmp_path, Linear, use_ema=True), load_model(tmp_path, Linear, use_ema=False)
+    for returned, averaged in zip(weights(model), weights(ema)):
+        np.testing.assert_array_equal(returned, averaged)
+    assert not np.allclose(weights(ema)[0], weights(raw)[0])
+
+
+def test_warmup_schedule_is_linear_then_constant():
+    schedule = train_utils._warmup_schedule(1e-3, 4)
+    np.testing.assert_allclose([float(schedule(s)) for s in range(6)], [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_load_model_without_checkpoint_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no checkpoint found"):
+        load_model(tmp_path, Linear)
+
+
+MIRRORED_CHILD = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[2])
+    import tests.test_train_utils as t
+    from train_utils import make_strategy, train
+    assert make_strategy("mirrored").num_replicas_in_sync == 2
+    result = {}
+    for name in ("default", "mirrored"):
+        model = train(t.Linear, t.squared_error, t.regression_data(),
+                      t.config(sys.argv[1] + "/" + name, steps=5, strategy=name), {})
+        batch = next(iter(t.regression_data()))
+        result[name] = {"loss": float(tf.reduce_mean(t.squared_error(model, batch))),
+                        "weights": [w.tolist() for w in t.weights(model)]}
+    print("RESULT" + json.dumps(result))
+""")
+
+
+def test_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    out = subprocess.run([sys.executable, "-c", MIRRORED_CHILD, str(tmp_path), str(REPO)], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.split("RESULT", 1)[1])
+    assert result["default"]["loss"] == pytest.approx(result["mirrored"]["loss"], rel=1e-5)
+    for a, b in zip(result["default"]["weights"], result["mirrored"]["weights"]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
