@@ -4,9 +4,9 @@ Each piece is a duet from :func:`pipeline.music.compose_duet`; its two parts are
 separately (dry: TinySoundFont has no reverb or chorus) with one SoundFont, so every piece gives
 aligned stems and their mixture. Layout written under ``--out``::
 
-    {train,test}/piano/piece_00007.wav     solo piano stem   (GM program 0)
-    {train,test}/violin/piece_00007.wav    solo violin stem  (GM program 40)
-    {train,test}/mix/piece_00007.wav       piano + violin
+    {train,test}/piano/piece_<seed>_00007.wav   solo piano stem   (GM program 0)
+    {train,test}/violin/piece_<seed>_00007.wav  solo violin stem  (GM program 40)
+    {train,test}/mix/piece_<seed>_00007.wav     piano + violin
     manifest_<split>.json                  per piece: seed, SoundFont, key, tempo, metre, seconds
 
 The split is by piece (a piece is entirely in train or in test). Synthesis runs at 32 kHz and is
@@ -177,7 +177,7 @@ def render_dataset(out: str | Path, soundfonts: Sequence[str], cfg: RenderConfig
         synth = synths[index % len(synths)]
         split = "test" if split_rng.random() < cfg.test_fraction else "train"
         stems = render_piece(synth, duet, cfg)
-        name = f"piece_{index:05d}.wav"
+        name = f"piece_{cfg.seed}_{index:05d}.wav"
         for stem, audio in stems.items():
             save_audio(out / split / stem / name, audio, cfg.sample_rate)
         duration = len(stems["mix"]) / cfg.sample_rate
@@ -222,7 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest = render_dataset(args.out, args.soundfont or list(TRAIN_SOUNDFONTS), cfg)
     for split in ("train", "test"):
         pieces = [m for m in manifest if m["split"] == split]
-        log.info("%s: %d pieces, %.1f min per instrument", split, len(pieces), sum(m["seconds"] for m in pieces) / 60)
+        if pieces:
+            log.info("%s: %d pieces, %.1f min per instrument", split, len(pieces), sum(m["seconds"] for m in pieces) / 60)
     return 0
 
 
