@@ -1,0 +1,97 @@
+"""BASIS: posterior of a linear mixture under Gaussian priors, mixing models against finite differences."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipeline.errors import UserError
+from pipeline.mel import MelConfig, scale_db, unscale_db
+from separation.basis import BasisConfig, BasisSeparator
+from separation.mixing import MeanMixing, MelDbMixing
+from separation.priors import GaussianPrior
+
+
+def exact_posterior(means, variances, mixture, gamma, sigma):
+    """Posterior of (x1, x2) per pixel for priors N(μ_k, v_k + σ²) and m ~ N((x1 + x2) / 2, γ²)."""
+    a = np.array([0.5, 0.5])
+    out_mean, out_var = [], []
+    for mu1, mu2, v1, v2, m in zip(*(np.ravel(t) for t in (*means, *variances, mixture))):
+        prior_precision = np.diag([1 / (v1 + sigma ** 2), 1 / (v2 + sigma ** 2)])
+        precision = prior_precision + np.outer(a, a) / gamma ** 2
+        cov = np.linalg.inv(precision)
+        out_mean.append(cov @ (prior_precision @ [mu1, mu2] + a * m / gamma ** 2))
+        out_var.append(np.diag(cov))
+    return np.array(out_mean).T, np.array(out_var).T          # [2, n_pixels]
+
+
+def test_gaussian_priors_recover_the_posterior_of_a_linear_mixture():
+    rng = np.random.default_rng(0)
+    shape = (2, 2, 1)
+    means = [rng.uniform(0.2, 0.8, shape).astype(np.float32) for _ in range(2)]
+    variances = [rng.uniform(0.01, 0.05, shape).astype(np.float32) for _ in range(2)]
+    sigmas = tuple(np.geomspace(1.0, 0.01, 10))
+    priors = [GaussianPrior(m, v, sigmas) for m, v in zip(means, variances)]
+    config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=200, step_lr=1e-4, final_denoise=False,
+                         clip=(-10.0, 10.0))
+    separator = BasisSeparator(priors, MeanMixing(), config)
+    mixture_value = rng.uniform(0.3, 0.7, shape).astype(np.float32)
+    n_chains = 4000
+    mixture = np.broadcast_to(mixture_value, (n_chains, *shape))
+    sources = separator.separate(mixture, seed=1).numpy()
+    mean, var = exact_posterior(means, variances, mixture_value, gamma=sigmas[-1], sigma=sigmas[-1])
+    estimated_mean = sources.mean(axis=1).reshape(2, -1)
+    estimated_var = sources.var(axis=1).reshape(2, -1)
+    np.testing.assert_allclose(estimated_mean, mean, atol=0.01)
+    np.testing.assert_allclose(estimated_var, var, rtol=0.2)
+    # Mixture consistency: the estimated sources explain the mixture.
+    np.testing.assert_allclose(sources.mean(axis=0).mean(axis=0), mixture_value, atol=0.01)
+
+
+def test_separation_is_deterministic_by_seed():
+    sigmas = (1.0, 0.1, 0.01)
+    priors = [GaussianPrior(np.full((2, 2, 1), 0.3, np.float32), np.full((2, 2, 1), 0.02, np.float32), sigmas),
+              GaussianPrior(np.full((2, 2, 1), 0.7, np.float32), np.full((2, 2, 1), 0.02, np.float32), sigmas)]
+    separator = BasisSeparator(priors, MeanMixing(), BasisConfig(sigma_levels=sigmas, n_steps_per_level=5))
+    mixture = np.full((3, 2, 2, 1), 0.5, np.float32)
+    a, b, c = (separator.separate(mixture, seed=s).numpy() for s in (4, 4, 5))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_mel_mixing_adds_powers_and_its_gradient_matches_finite_differences():
+    cfg = MelConfig()
+    mixing = MelDbMixing(cfg)
+    # Two equal sources: +3.01 dB.
+    d = np.full((2, 1, 4, 4, 1), -30.0, np.float64)
+    g_db = unscale_db(mixing(tf.constant(scale_db(d, cfg), tf.float64)).numpy(), cfg)
+    np.testing.assert_allclose(g_db, -30.0 + 10 * np.log10(2), atol=1e-6)
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.uniform(0.2, 0.8, (2, 3, 4, 4, 1)), tf.float64)      # well inside the clip range
+    weights = mixing.jacobian_weights(x).numpy()
+    eps = 1e-6
+    for k in range(2):
+        bump = np.zeros(x.shape)
+        bump[k] = eps
+        numeric = (mixing(x + bump).numpy() - mixing(x - bump).numpy()) / (2 * eps)
+        np.testing.assert_allclose(weights[k], numeric, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(weights.sum(axis=0), 1.0, atol=1e-12)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        g = tf.reduce_sum(mixing(x))
+    np.testing.assert_allclose(tape.gradient(g, x).numpy(), weights, atol=1e-12)
+
+
+def test_mean_mixing_gradient():
+    x = tf.constant(np.random.default_rng(1).random((2, 3, 4, 4, 1)), tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        g = tf.reduce_sum(MeanMixing()(x))
+    np.testing.assert_allclose(tape.gradient(g, x).numpy(), MeanMixing().jacobian_weights(x).numpy())
+
+
+def test_schedule_mismatch_and_shape_mismatch_are_user_errors():
+    prior = GaussianPrior(np.zeros((2, 2, 1), np.float32), np.ones((2, 2, 1), np.float32), (1.0, 0.1))
+    with pytest.raises(UserError, match="trained for"):
+        BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.5, 0.1)))
+    separator = BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.1), n_steps_per_level=1))
+    with pytest.raises(UserError, match="do not match"):
+        separator.separate(np.zeros((1, 3, 3, 1), np.float32))
