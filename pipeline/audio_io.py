@@ -87,3 +87,16 @@ def is_silent(audio: np.ndarray, threshold_db: float = -60.0) -> bool:
     """True when the peak level of ``audio`` is below ``threshold_db`` dBFS."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     return peak <= 10.0 ** (threshold_db / 20.0)
+
+
+def active_rms_db(audio: np.ndarray, sample_rate: int, frame_seconds: float = 0.05, gate_db: float = -40.0) -> float:
+    """RMS level in dBFS over the frames within ``gate_db`` of the loudest frame (ignores silences)."""
+    frame = max(1, int(frame_seconds * sample_rate))
+    n = len(audio) // frame
+    if n == 0:
+        return -np.inf
+    frame_power = np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1)
+    if frame_power.max() <= 0:
+        return -np.inf
+    active = frame_power >= frame_power.max() * 10 ** (gate_db / 10)
+    return float(10 * np.log10(frame_power[active].mean()))

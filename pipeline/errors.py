@@ -20,8 +20,11 @@ class UserError(Exception):
 
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr as ``[basis] message``; INFO by default, DEBUG when ``verbose``."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="[basis] %(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[basis] %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False                      # TensorFlow's own INFO chatter stays out of our log
 
 
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:

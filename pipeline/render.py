@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.audio_io import atomic_output, save_audio
+from pipeline.audio_io import active_rms_db, atomic_output, save_audio
 from pipeline.errors import UserError, log, run_cli
 from pipeline.music import Duet, Part, compose_duet
 
@@ -111,19 +111,6 @@ class SoundFontSynth:
     def _generate(self, n_samples: int) -> np.ndarray:
         stereo = np.frombuffer(self._synth.generate(n_samples), dtype=np.float32).reshape(-1, 2)
         return stereo.mean(axis=1)
-
-
-def active_rms_db(audio: np.ndarray, sample_rate: int, frame_seconds: float = 0.05, gate_db: float = -40.0) -> float:
-    """RMS level in dBFS over the frames within ``gate_db`` of the loudest frame (ignores silences)."""
-    frame = max(1, int(frame_seconds * sample_rate))
-    n = len(audio) // frame
-    if n == 0:
-        return -np.inf
-    frame_power = np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1)
-    if frame_power.max() <= 0:
-        return -np.inf
-    active = frame_power >= frame_power.max() * 10 ** (gate_db / 10)
-    return float(10 * np.log10(frame_power[active].mean()))
 
 
 @dataclass

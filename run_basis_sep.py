@@ -1,0 +1,168 @@
+"""Separate mixtures with BASIS (Jayaram & Thickstun 2020) and trained priors.
+
+Audio (``--dataset melspec``): every wav of ``--input`` (a file, a folder, or a folder with ``mix/``) is
+separated into piano and violin mel spectrograms, written under ``--out/<name>/`` (see
+``separation/audio.py``); turn them into wavs with ``melspec_inversion_basis.py``::
+
+    python run_basis_sep.py --dataset melspec --prior ncsn --piano pretrained/ncsn_piano \\
+        --violin pretrained/ncsn_violin --input my_mixtures/ --out results/sep
+
+Images (``--dataset digits|mnist_subset|mnist|cifar10``): mixtures (x_1 + x_2) / 2 of test images are
+separated with one prior (``--checkpoint``) for both sources; prints PSNR (best ordering) and writes a
+figure and a JSON report under ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.errors import UserError, log, run_cli
+from pipeline.image_datasets import IMAGE_DATASETS
+from separation.basis import BasisConfig
+from separation.priors import PRIOR_KINDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = BasisConfig()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", required=True, choices=("melspec",) + IMAGE_DATASETS, help="what to separate")
+    p.add_argument("--prior", default="ncsn", choices=PRIOR_KINDS, help="prior family")
+    p.add_argument("--piano", help="melspec: run folder of the piano prior (noisy_glow: folder of sigma_* runs)")
+    p.add_argument("--violin", help="melspec: run folder of the violin prior")
+    p.add_argument("--checkpoint", help="images: run folder of the prior used for both sources")
+    p.add_argument("--input", help="melspec: a mixture wav, a folder of wavs, or a folder with mix/")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--data-dir", help="images: folder holding mnist.npz / cifar-10-batches-py")
+    p.add_argument("--n-pairs", type=int, default=64, help="images: number of mixtures to separate")
+    g = p.add_argument_group("schedule (defaults: the prior's own σ levels; a clean Glow uses 1 → 0.01, 10 levels)")
+    g.add_argument("--sigma-max", type=float, help="σ_1, model input units (clean Glow only)")
+    g.add_argument("--sigma-min", type=float, help="σ_L (clean Glow only)")
+    g.add_argument("--n-levels", type=int, help="L (clean Glow only)")
+    g.add_argument("--steps", type=int, default=d.n_steps_per_level, help="Langevin steps per level (T)")
+    g.add_argument("--step-lr", type=float, default=d.step_lr, help="δ: η_i = δ σ_i² / σ_L²")
+    g.add_argument("--gamma-scale", type=float, default=d.gamma_scale, help="γ_i = gamma_scale · σ_i")
+    g.add_argument("--init", choices=("uniform", "mixture"), default=d.init, help="initial sources")
+    g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
+    p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call")
+    p.add_argument("--hop-frames", type=int, help="melspec: hop between patches in frames (default: half a patch)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and Langevin noise")
+    p.add_argument("--jit", action="store_true", help="compile the loop with XLA (jit_compile=True)")
+    return p
+
+
+def schedule_of(priors, args) -> tuple[float, ...]:
+    own = [p.sigma_levels for p in priors if p.sigma_levels is not None]
+    if own:
+        if any(v is not None for v in (args.sigma_max, args.sigma_min, args.n_levels)):
+            log.warning("--sigma-max/--sigma-min/--n-levels ignored: %s priors carry their own schedule", args.prior)
+        return tuple(float(s) for s in own[0])
+    return tuple(np.geomspace(args.sigma_max or 1.0, args.sigma_min or 0.01, args.n_levels or 10))
+
+
+def make_separator(priors, mixing, args):
+    from separation.basis import BasisSeparator
+    cfg = BasisConfig(sigma_levels=schedule_of(priors, args), n_steps_per_level=args.steps, step_lr=args.step_lr,
+                      gamma_scale=args.gamma_scale, init=args.init, final_denoise=not args.no_denoise, jit_compile=args.jit)
+    return BasisSeparator(priors, mixing, cfg)
+
+
+def separate_melspec(args) -> None:
+    from pipeline.mel import MelConfig
+    from separation.audio import mixture_files, separate_folder
+    from separation.mixing import MelDbMixing
+    from separation.priors import load_prior
+    if not (args.piano and args.violin and args.input):
+        raise UserError("--dataset melspec needs --piano RUN, --violin RUN and --input PATH")
+    files = mixture_files(args.input)
+    priors = [load_prior(args.prior, args.piano), load_prior(args.prior, args.violin)]
+    cfg = mel_config_of(args.piano)
+    if tuple(priors[0].image_shape) != (cfg.n_mels, cfg.patch_frames, 1):
+        raise UserError(f"{args.piano}: prior models {priors[0].image_shape}, not mel patches ({cfg.n_mels}, {cfg.patch_frames}, 1)")
+    separator = make_separator(priors, MelDbMixing(cfg), args)
+    outputs = separate_folder(files, args.out, separator, cfg, args.batch_size, args.hop_frames, args.seed)
+    print(f"separated {len(outputs)} mixture(s) into {args.out}; next: python melspec_inversion_basis.py --sep {args.out} --out ...")
+
+
+def mel_config_of(run_dir: str | Path):
+    """The MelConfig a mel prior was trained with (its config.json's data section), else the defaults."""
+    import json
+    from pipeline.mel import MelConfig
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        candidates = sorted(Path(run_dir).glob("*/config.json"))      # noisy-Glow family: one run per σ
+        if not candidates:
+            return MelConfig()
+        path = candidates[0]
+    config = json.loads(path.read_text())
+    found = _find_key(config, "mel_params")
+    if found:
+        return MelConfig(**found)
+    mel_dir = _find_value(config, "mel_dir")
+    if mel_dir and (Path(mel_dir) / "mel_params.json").is_file():
+        return MelConfig.load(Path(mel_dir) / "mel_params.json")
+    log.warning("%s: no mel parameters recorded; assuming the defaults", path)
+    return MelConfig()
+
+
+def _find_value(tree, key):
+    if isinstance(tree, dict):
+        if isinstance(tree.get(key), str):
+            return tree[key]
+        for value in tree.values():
+            found = _find_value(value, key)
+            if found:
+                return found
+    return None
+
+
+def _find_key(tree, key):
+    if isinstance(tree, dict):
+        if key in tree and isinstance(tree[key], dict):
+            return tree[key]
+        for value in tree.values():
+            found = _find_key(value, key)
+            if found:
+                return found
+    return None
+
+
+def separate_images(args) -> None:
+    from pipeline.image_datasets import load_images
+    from separation.images import make_image_mixtures, pair_psnr, plot_image_separation, write_image_report
+    from separation.mixing import MeanMixing
+    from separation.priors import load_prior
+    if not args.checkpoint:
+        raise UserError(f"--dataset {args.dataset} needs --checkpoint RUN (the prior of both sources)")
+    prior = load_prior(args.prior, args.checkpoint)
+    height = prior.image_shape[0]
+    images = load_images(args.dataset, "test", args.data_dir, pad_to=height)
+    if images.shape[1:] != tuple(prior.image_shape):
+        raise UserError(f"{args.checkpoint}: prior models images of shape {prior.image_shape}, "
+                        f"but {args.dataset} gives {images.shape[1:]}")
+    truth, mixtures = make_image_mixtures(images, args.n_pairs, args.seed)
+    separator = make_separator([prior, prior], MeanMixing(), args)
+    estimates = np.concatenate([separator.separate(mixtures[i:i + args.batch_size], seed=args.seed + i).numpy()
+                                for i in range(0, len(mixtures), args.batch_size)], axis=1)
+    scores = pair_psnr(truth, estimates)
+    out = Path(args.out)
+    plot_image_separation(mixtures, truth, estimates, out / f"{args.dataset}_{args.prior}_separation.png",
+                          title=f"BASIS {args.prior} on {args.dataset}: PSNR {np.mean(scores):.2f} dB")
+    summary = write_image_report(out / f"{args.dataset}_{args.prior}_psnr.json", scores,
+                                 {"dataset": args.dataset, "prior": args.prior, "checkpoint": str(args.checkpoint),
+                                  "steps_per_level": args.steps, "step_lr": args.step_lr})
+    mixture_scores = pair_psnr(truth, np.stack([mixtures, mixtures]))
+    print(f"{args.dataset}: BASIS-{args.prior} PSNR {summary['psnr_mean']:.2f} dB (median {summary['psnr_median']:.2f}) "
+          f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    (separate_melspec if args.dataset == "melspec" else separate_images)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
