@@ -11,7 +11,7 @@ import train_ncsn
 from pipeline.errors import UserError
 from pipeline.mel import MelConfig
 
-TINY = ["--width", "4", "--n-res-blocks", "1", "--steps", "3", "--batch-size", "4", "--n-samples", "2",
+TINY = ["--width", "4", "--n-res-blocks", "1", "--channel-multipliers", "1,1", "--downsample", "0,1", "--dilations", "1,1", "--steps", "3", "--batch-size", "4", "--n-samples", "2",
         "--n-steps-per-level", "1", "--n-wavs", "0", "--eval-examples", "8", "--log-every", "1"]
 
 
