@@ -5,8 +5,9 @@ Examples:
     python train_ncsn.py --dataset melspec --mel-dir data/demo/mel --source piano --run-dir runs/ncsn_piano
     python train_ncsn.py --dataset melspec --help        # the defaults shown are those of the chosen --dataset
 
-Re-running with the same --run-dir resumes from its last checkpoint (up to --steps). The run folder gets
-checkpoints/, logs/ (TensorBoard), config.json and samples/step_*.png (mel runs: also samples/step_*_<i>.wav).
+Re-running with the same --run-dir resumes from its last checkpoint (up to --steps); data and network flags
+must be repeated as they were (the sampler flags may change). The run folder gets checkpoints/, logs/
+(TensorBoard), config.json and samples/step_*.png (mel runs: also samples/step_*_<i>.wav).
 NCSNv2 options: --sigma-max auto (largest pairwise distance of the training data), --n-sigmas auto,
 --scale-by-sigma, --ema-decay 0.999, --sampler-init gaussian.
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import pathlib
 from typing import Sequence
 
 from ncsn.config import NCSNConfig, SamplerConfig
 from ncsn.sigmas import ncsnv2_n_sigmas
-from ncsn.training import DATASETS, SOURCES, DataConfig, make_eval_fn, make_loss_fn, make_sample_fn, \
-    model_config_dict, saved_network_config, sigma_max_from_data
+from ncsn.training import DATASETS, SOURCES, DataConfig, drop_sampler_from_saved_config, load_score_model, \
+    make_eval_fn, make_loss_fn, make_sample_fn, model_config_dict, read_run_configs, saved_network_config, \
+    sigma_max_from_data
 from pipeline.errors import UserError, run_cli
 from train_utils import TrainConfig, add_train_arguments, train, train_config_from_args
 
@@ -109,6 +112,9 @@ def build_parser(dataset: str = "digits") -> argparse.ArgumentParser:
                    help="starting points: U[0, 1] (NCSN) or N(0.5, σ_1²) (NCSNv2) (default uniform)")
     g.add_argument("--n-wavs", type=int, default=4,
                    help="melspec: samples written as wavs (Griffin-Lim) with each figure (default 4)")
+    g.add_argument("--sample-only", action="store_true",
+                   help="do not train: draw samples from the latest checkpoint of --run-dir with the sampler flags "
+                        "(the data and network settings are read from its config.json)")
     g.add_argument("--eval-examples", type=int, default=256,
                    help="held-out examples for the DSM loss at each checkpoint; 0 disables (default 256)")
 
@@ -139,8 +145,28 @@ def resolve_sigmas(args, data: DataConfig, image_shape) -> tuple[float, int]:
     return float(sigma_max), int(n_sigmas)
 
 
+def sampler_config_from_args(args) -> SamplerConfig:
+    if args.n_samples < 1:
+        raise UserError("--n-samples must be >= 1")
+    return SamplerConfig(n_steps_per_level=args.n_steps_per_level, step_lr=args.step_lr,
+                         final_denoise=args.final_denoise, n_samples=args.n_samples, init=args.sampler_init)
+
+
+def sample_only(args) -> int:
+    """Samples (figure, and wavs for mel) from the latest checkpoint of ``args.run_dir``."""
+    from train_utils import checkpoint_step
+    model = load_score_model(args.run_dir)
+    _, _, data = read_run_configs(args.run_dir)
+    sample_fn = make_sample_fn(sampler_config_from_args(args), data, seed=args.seed, n_wavs=args.n_wavs)
+    sample_fn(model, checkpoint_step(args.run_dir), pathlib.Path(args.run_dir))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    drop_sampler_from_saved_config(args.run_dir)
+    if args.sample_only:
+        return sample_only(args)
     train_cfg = train_config_from_args(args)
     data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, mel_dir=args.mel_dir, source=args.source)
     image_shape = data.image_shape()
@@ -149,16 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                          downsample=tuple(bool(d) for d in args.downsample), dilations=args.dilations,
                          n_res_blocks=args.n_res_blocks, sigma_max=sigma_max, sigma_min=args.sigma_min,
                          n_sigmas=n_sigmas, scale_by_sigma=args.scale_by_sigma)
-    if args.n_samples < 1 or args.eval_examples < 0:
-        raise UserError("--n-samples must be >= 1 and --eval-examples >= 0")
-    sampler = SamplerConfig(n_steps_per_level=args.n_steps_per_level, step_lr=args.step_lr,
-                            final_denoise=args.final_denoise, n_samples=args.n_samples, init=args.sampler_init)
+    if args.eval_examples < 0:
+        raise UserError("--eval-examples must be >= 0")
+    sampler = sampler_config_from_args(args)
 
     from ncsn.model import ScoreNetwork
     dataset = data.dataset_fn("train", train_cfg.batch_size, shuffle=True, repeat=True, seed=train_cfg.seed)
     eval_fn = make_eval_fn(data.examples("test", args.eval_examples)) if args.eval_examples else None
     model = train(lambda: ScoreNetwork(network, seed=train_cfg.seed).build(), make_loss_fn(), dataset, train_cfg,
-                  model_config_dict(network, sampler, data),
+                  model_config_dict(network, data),
                   sample_fn=make_sample_fn(sampler, data, seed=train_cfg.seed, n_wavs=args.n_wavs),
                   eval_fn=eval_fn)
     log.info("%s: %d parameters; samples in %s/samples", train_cfg.run_dir, model.n_parameters(), train_cfg.run_dir)

@@ -2,10 +2,11 @@
 
 A run's ``config.json`` holds, under ``"model"``::
 
-    {"network": NCSNConfig fields, "sampler": SamplerConfig fields, "data": DataConfig fields,
-     "sigma_levels": [σ_1, …, σ_L]}
+    {"network": NCSNConfig fields, "data": DataConfig fields, "sigma_levels": [σ_1, …, σ_L]}
 
-which is all :func:`load_score_model` needs to rebuild the network (BASIS separation uses it).
+which is all :func:`load_score_model` needs to rebuild the network (BASIS separation uses it). A resumed run
+must repeat these settings. The sampler settings are not part of the model (they may change between
+invocations of a run): the ones that made the latest figures are in ``samples/sampler.json``.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ log = logging.getLogger("basis")
 
 DATASETS = IMAGE_DATASETS + ("melspec",)
 SOURCES = ("piano", "violin")
+SAMPLER_FILE = "sampler.json"
 IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist_subset": (28, 28, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
 
 
@@ -96,18 +98,17 @@ def sigma_max_from_data(data: DataConfig, max_examples: int = 2000) -> float:
     return max_pairwise_distance(data.examples("train", max_examples), max_examples=max_examples)
 
 
-def model_config_dict(network: NCSNConfig, sampler: SamplerConfig, data: DataConfig) -> dict:
+def model_config_dict(network: NCSNConfig, data: DataConfig) -> dict:
     """The ``"model"`` section of ``config.json``."""
     sigma_levels = geometric_sigmas(network.sigma_max, network.sigma_min, network.n_sigmas)
-    return {"network": dataclasses.asdict(network), "sampler": dataclasses.asdict(sampler),
-            "data": dataclasses.asdict(data), "sigma_levels": [float(s) for s in sigma_levels]}
+    return {"network": dataclasses.asdict(network), "data": dataclasses.asdict(data),
+            "sigma_levels": [float(s) for s in sigma_levels]}
 
 
-def configs_from_dict(model_config: dict) -> tuple[NCSNConfig, SamplerConfig, DataConfig]:
+def configs_from_dict(model_config: dict) -> tuple[NCSNConfig, DataConfig]:
     """Inverse of :func:`model_config_dict` (a :class:`UserError` on a config not written by it)."""
     try:
-        return (NCSNConfig.from_dict(model_config["network"]), SamplerConfig(**model_config["sampler"]),
-                DataConfig(**model_config["data"]))
+        return NCSNConfig.from_dict(model_config["network"]), DataConfig(**model_config["data"])
     except (KeyError, TypeError) as err:
         raise UserError(f"config.json: not an NCSN run ({err!r} in its model section)") from None
 
@@ -159,7 +160,8 @@ def make_sample_fn(sampler_config: SamplerConfig, data: DataConfig, seed: int = 
     """``sample_fn(model, step, run_dir)``: annealed Langevin samples as ``samples/step_XXXXXXX.png``.
 
     Mel runs also write the first ``n_wavs`` samples as ``samples/step_XXXXXXX_<i>.wav`` (Griffin-Lim).
-    Returns the PNG path (``train_utils`` copies it into TensorBoard).
+    The sampler settings go to ``samples/sampler.json``. Returns the PNG path (``train_utils`` copies it into
+    TensorBoard).
     """
     mel_cfg = data.mel_config() if data.is_mel else None
     samplers = {}
@@ -175,6 +177,8 @@ def make_sample_fn(sampler_config: SamplerConfig, data: DataConfig, seed: int = 
             samples = tf.clip_by_value(samples, 0.0, 1.0)
         samples = samples.numpy()
         stem = pathlib.Path(run_dir) / "samples" / f"step_{step:07d}"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        (stem.parent / SAMPLER_FILE).write_text(json.dumps(dataclasses.asdict(sampler_config), indent=1) + "\n")
         if mel_cfg is None:
             path = save_image_grid(samples, stem.with_suffix(".png"))
         else:
@@ -194,7 +198,7 @@ def load_score_model(run_dir: str | pathlib.Path, use_ema: bool = True) -> Score
     """
     from train_utils import load_model, read_config
     model_config = read_config(run_dir).get("model") or {}
-    network, _, _ = configs_from_dict(model_config)
+    network, _ = configs_from_dict(model_config)
     model = load_model(run_dir, lambda: ScoreNetwork(network), use_ema=use_ema)
     saved = np.asarray(model_config.get("sigma_levels", []), np.float32)
     if saved.shape != model.sigma_levels.shape or not np.allclose(saved, model.sigma_levels.numpy(), rtol=1e-5):
@@ -204,9 +208,29 @@ def load_score_model(run_dir: str | pathlib.Path, use_ema: bool = True) -> Score
 
 
 def read_run_configs(run_dir: str | pathlib.Path) -> tuple[NCSNConfig, SamplerConfig, DataConfig]:
-    """The network, sampler and data configs saved in ``run_dir/config.json``."""
+    """The network and data configs of ``run_dir/config.json`` and the sampler of its latest figures
+    (``samples/sampler.json``; the defaults when the run has written no figure yet)."""
     from train_utils import read_config
-    return configs_from_dict(read_config(run_dir).get("model") or {})
+    network, data = configs_from_dict(read_config(run_dir).get("model") or {})
+    sampler_path = pathlib.Path(run_dir) / "samples" / SAMPLER_FILE
+    sampler = SamplerConfig(**json.loads(sampler_path.read_text())) if sampler_path.exists() else SamplerConfig()
+    return network, sampler, data
+
+
+def drop_sampler_from_saved_config(run_dir: str | pathlib.Path) -> None:
+    """Runs started before the sampler left the model section (2026-11-24) kept it in ``config.json``;
+    remove it there so that they resume with the current flags instead of failing the config check."""
+    path = pathlib.Path(run_dir) / "config.json"
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return   # train_utils reports the broken file
+    if isinstance(saved.get("model"), dict) and "sampler" in saved["model"]:
+        del saved["model"]["sampler"]
+        path.write_text(json.dumps(saved, indent=2) + "\n")
+        log.info("%s: moved the sampler settings out of the model section", path)
 
 
 def saved_network_config(run_dir: str | pathlib.Path) -> dict | None:

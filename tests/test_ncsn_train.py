@@ -48,7 +48,8 @@ def test_resume_continues_the_step_count_and_ema_weights_load(tmp_path, caplog):
     assert checkpoint_step(run_dir) == 4
     caplog.clear()
     caplog.set_level(logging.INFO, logger="basis")
-    train_ncsn.main([*args, "--steps", "8"])
+    train_ncsn.main([*args, "--steps", "8", "--n-steps-per-level", "1"])   # sampler flags may change
+    assert read_run_configs(run_dir)[1].n_steps_per_level == 1
     messages = [r.getMessage() for r in caplog.records]
     assert any("resuming" in m and "from step 4" in m for m in messages), messages
     assert any("step 6/8" in m for m in messages) and not any("step 2/8" in m for m in messages), messages
@@ -56,6 +57,10 @@ def test_resume_continues_the_step_count_and_ema_weights_load(tmp_path, caplog):
     x = tf.random.uniform((2, 8, 8, 1), seed=0)
     ema, raw = load_score_model(run_dir), load_score_model(run_dir, use_ema=False)
     assert not np.allclose(ema(x, 3).numpy(), raw(x, 3).numpy())
+    (run_dir / "samples" / "step_0000008.png").unlink()
+    train_ncsn.main(["--run-dir", str(run_dir), "--sample-only", "--n-samples", "2", "--n-steps-per-level", "1"])
+    assert (run_dir / "samples" / "step_0000008.png").is_file()
+    assert read_run_configs(run_dir)[1].n_samples == 2
     with pytest.raises(UserError, match="different model config"):
         train_ncsn.main([*args, "--steps", "10", "--width", "16"])
 
