@@ -46,16 +46,19 @@ def save_image_grid(images: np.ndarray, path: str | Path, min_size: int = 128) -
     return Path(path)
 
 
-def save_mel_grid(mel_patches: np.ndarray, cfg: MelConfig, path: str | Path, title: str = "",
+def save_mel_grid(mel_patches: np.ndarray, cfg: MelConfig, path: str | Path, label: str = "sample",
                   n_columns: int = 4) -> Path:
-    """Scaled mel patches ``[N, n_mels, frames, 1]`` in [0, 1] drawn as dB spectrograms in one PNG."""
+    """Scaled mel patches ``[N, n_mels, frames, 1]`` in [0, 1] drawn as dB spectrograms in one PNG.
+
+    Panels are titled ``"<label> <first>-<last>: #<i>"`` (one row per ``n_columns`` patches).
+    """
     from pipeline.figures import plot_mel_grid
     mel_db = unscale_db(np.asarray(mel_patches)[..., 0], cfg)
     rows = {}
     for start in range(0, len(mel_db), n_columns):
-        rows[f"samples {start + 1}-{min(start + n_columns, len(mel_db))}"] = {
-            f"#{i + 1}": mel_db[i] for i in range(start, min(start + n_columns, len(mel_db)))}
-    plot_mel_grid(rows, cfg, path, title=title)
+        stop = min(start + n_columns, len(mel_db))
+        rows[f"{label} {start + 1}-{stop}"] = {f"#{i + 1}": mel_db[i] for i in range(start, stop)}
+    plot_mel_grid(rows, cfg, path)
     return Path(path)
 
 

@@ -182,8 +182,7 @@ def make_sample_fn(sampler_config: SamplerConfig, data: DataConfig, seed: int = 
         if mel_cfg is None:
             path = save_image_grid(samples, stem.with_suffix(".png"))
         else:
-            path = save_mel_grid(samples, mel_cfg, stem.with_suffix(".png"),
-                                 title=f"NCSN {data.source} samples, step {step}")
+            path = save_mel_grid(samples, mel_cfg, stem.with_suffix(".png"), label=f"{data.source} step {step}")
             save_mel_wavs(samples[:n_wavs], mel_cfg, stem)
         log.info("samples written to %s", path)
         return path

@@ -119,9 +119,11 @@ def test_same_seed_same_weights():
         np.testing.assert_array_equal(va.numpy(), vb.numpy())
 
 
-def test_default_model_is_small():
-    n = ScoreNetwork(NCSNConfig(image_shape=(28, 28, 1))).n_parameters()
-    assert 0.5e6 <= n <= 2.5e6, n
+def test_default_model_is_small_and_runs():
+    model = ScoreNetwork(NCSNConfig(image_shape=(28, 28, 1)))
+    assert 0.5e6 <= model.n_parameters() <= 2.5e6, model.n_parameters()
+    score = model(tf.random.uniform((2, 28, 28, 1), seed=6), tf.constant([0, 9]))
+    assert score.shape == (2, 28, 28, 1) and np.isfinite(score.numpy()).all()
 
 
 # --------------------------------------------------------------------------------------------- loss

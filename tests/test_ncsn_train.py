@@ -26,7 +26,7 @@ TWO_STAGES = ["--channel-multipliers", "1,2", "--downsample", "0,1", "--dilation
 def test_short_digits_run_lowers_the_held_out_loss_and_writes_samples(tmp_path):
     run_dir = tmp_path / "digits"
     train_ncsn.main(["--dataset", "digits", "--run-dir", str(run_dir), "--steps", "60", "--batch-size", "32",
-                     "--learning-rate", "2e-3", "--log-every", "20", "--checkpoint-every", "60", *TINY_NET])
+                     "--learning-rate", "2e-3", "--log-every", "20", "--checkpoint-every", "60", *TINY_NET, *TWO_STAGES])
     network, sampler, data = read_run_configs(run_dir)
     assert network.image_shape == (8, 8, 1) and network.width == 8 and data.dataset == "digits"
     assert sampler.n_steps_per_level == 2
