@@ -134,9 +134,13 @@ def make_eval_fn(data: DataConfig, batch_size: int, max_examples: int) -> Callab
     """``eval_fn(flow) -> {"bits_per_dim": mean over held-out examples}`` (one dequantisation draw each; noisy
     flows: one noise draw, i.e. the bits/dim of the noisy data their density models)."""
     dataset = eval_dataset(data, batch_size, max_examples)
+    compiled: dict[int, Callable] = {}     # one traced function per flow object (train() evaluates the same one)
 
     def eval_fn(flow: Flow) -> dict[str, float]:
-        per_batch = tf.function(lambda x: tf.reduce_sum(flow.loss(x)))
+        if id(flow) not in compiled:
+            compiled.clear()
+            compiled[id(flow)] = tf.function(lambda x: tf.reduce_sum(flow.loss(x)), reduce_retracing=True)
+        per_batch = compiled[id(flow)]
         total, count = 0.0, 0
         for batch in dataset:
             total += float(per_batch(batch))
