@@ -3,6 +3,7 @@ data loaders and CLIs."""
 from __future__ import annotations
 
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -111,20 +112,28 @@ def test_short_training_lowers_held_out_bits_per_dim_on_digits(tmp_path):
     assert (tmp_path / "samples" / "step_000120.png").exists()
 
 
-def test_flow_save_resume_and_load(tmp_path):
-    first = short_train(tmp_path, steps=3, checkpoint_every=3)
-    loaded = load_flow(tmp_path)
-    for a, b in zip(first.trainable_variables, loaded.trainable_variables):
-        np.testing.assert_array_equal(a.numpy(), b.numpy())
-    x = training.first_batch(training.DataConfig(dataset="digits"), 8)
-    np.testing.assert_allclose(loaded.log_prob(x).numpy(), first.log_prob(x).numpy(), rtol=1e-6)
-    short_train(tmp_path, steps=5, checkpoint_every=3)
-    assert train_utils.checkpoint_step(tmp_path) == 5
+@pytest.fixture(scope="module")
+def trained_digits_run(tmp_path_factory):
+    """A 3-step clean Glow run on digits and the weights train() returned (shared, read-only)."""
+    run_dir = tmp_path_factory.mktemp("glow_digits")
+    flow = short_train(run_dir, steps=3, checkpoint_every=3)
+    return run_dir, [v.numpy() for v in flow.trainable_variables]
 
 
-def test_noisy_family_is_chained_from_the_smallest_sigma(tmp_path):
-    clean = tmp_path / "clean"
-    short_train(clean, steps=2)
+def test_flow_save_resume_and_load(trained_digits_run, tmp_path):
+    saved_dir, returned_weights = trained_digits_run
+    loaded = load_flow(saved_dir)
+    for a, b in zip(returned_weights, loaded.trainable_variables):
+        np.testing.assert_array_equal(a, b.numpy())
+    run_dir = tmp_path / "run"
+    shutil.copytree(saved_dir, run_dir)
+    resumed = short_train(run_dir, steps=5, checkpoint_every=3)
+    assert train_utils.checkpoint_step(run_dir) == 5
+    assert not np.array_equal(resumed.trainable_variables[0].numpy(), returned_weights[0])
+
+
+def test_noisy_family_is_chained_from_the_smallest_sigma(trained_digits_run, tmp_path):
+    clean = trained_digits_run[0]
     train_cfg = train_utils.TrainConfig(run_dir="unused", steps=2, batch_size=64, checkpoint_every=2, log_every=2)
     results = training.train_noisy_family(clean, tmp_path / "noisy", [0.5, 0.05], train_cfg, eval_examples=64,
                                           n_samples=2)
