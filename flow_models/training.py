@@ -139,7 +139,8 @@ def make_eval_fn(data: DataConfig, batch_size: int, max_examples: int) -> Callab
     def eval_fn(flow: Flow) -> dict[str, float]:
         if id(flow) not in compiled:
             compiled.clear()
-            compiled[id(flow)] = tf.function(lambda x: tf.reduce_sum(flow.loss(x)), reduce_retracing=True)
+            signature = [tf.TensorSpec([None, *flow.config.image_shape], tf.float32)]   # one trace per flow
+            compiled[id(flow)] = tf.function(lambda x: tf.reduce_sum(flow.loss(x)), input_signature=signature)
         per_batch = compiled[id(flow)]
         total, count = 0.0, 0
         for batch in dataset:
@@ -329,7 +330,7 @@ def train_noisy_family(clean_run: str | Path, out_dir: str | Path, sigmas, train
     if train_utils.checkpoint_step(clean_run) == 0:
         raise UserError(f"--clean-run {clean_run}: no checkpoint; train it first with train_glow.py")
     data = data_config_of_run(clean_run)
-    sigmas = sorted(float(s) for s in sigmas)
+    sigmas = sorted(float(f"{float(s):.6g}") for s in sigmas)    # float32 schedules -> clean decimals in JSON
     if not sigmas or sigmas[0] <= 0:
         raise UserError(f"noise levels must be > 0, got {sigmas}")
     results = []
