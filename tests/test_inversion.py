@@ -12,7 +12,8 @@ from pipeline.audio_io import load_audio, save_audio
 from pipeline.errors import UserError, log, run_cli
 from pipeline.mel import MelConfig, mel_basis, mel_power, mel_scaled
 from separation.audio import TARGET_RMS_DB
-from separation.inversion import (SOURCES, InversionConfig, invert_folder, read_separated, write_true_mels)
+from separation.inversion import (SOURCES, InversionConfig, invert_folder, linear_power, read_separated,
+                                 write_true_mels)
 
 CFG = MelConfig()
 
@@ -35,6 +36,17 @@ def inverted(true_sep, tmp_path_factory):
         inv = InversionConfig(route=route, mel_inverse="pinv" if route != "wiener" else None, griffinlim_iters=16)
         invert_folder(sep, out / route, inv, layout="per-source", progress=False)
     return data, out
+
+
+@pytest.mark.parametrize("method", ["pinv", "nnls", "transpose"])
+def test_linear_power_keeps_the_level(method):
+    """Every mel inverse maps a flat spectrum's mel power back onto it (the magnitude routes need the level)."""
+    basis = mel_basis(CFG).astype(np.float64)
+    flat = np.full((CFG.n_bins, 3), 2.0)
+    linear = linear_power(basis @ flat, basis, method)
+    np.testing.assert_allclose(basis @ linear, basis @ flat, rtol=1e-6)
+    if method == "transpose":                                    # normalised: flat stays flat where bands cover
+        np.testing.assert_allclose(linear[basis.sum(axis=0) > 0], 2.0, rtol=1e-6)
 
 
 def test_meta_round_trip_and_gain(true_sep):
