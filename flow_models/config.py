@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, dataclass_from_dict
 
 ARCHITECTURES = ("glow", "realnvp")
 
@@ -78,11 +78,7 @@ class FlowConfig:
 
     @classmethod
     def from_dict(cls, fields: dict) -> "FlowConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise UserError(f"flow config: unknown field(s) {', '.join(unknown)}")
-        return cls(**fields)
+        return dataclass_from_dict(cls, fields, "flow config")
 
 
 def asdict(config: FlowConfig) -> dict:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, dataclass_from_dict
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,7 @@ class NCSNConfig:
 
     @classmethod
     def from_dict(cls, fields: dict) -> "NCSNConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
-        if unknown:
-            raise UserError(f"model config: unknown field(s) {', '.join(unknown)}")
-        return cls(**fields)
+        return dataclass_from_dict(cls, fields, "model config")
 
 
 @dataclass(frozen=True)

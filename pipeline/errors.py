@@ -27,6 +27,16 @@ def setup_logging(verbose: bool = False) -> None:
     log.propagate = False                      # TensorFlow's own INFO chatter stays out of our log
 
 
+def dataclass_from_dict(cls, fields: dict, what: str):
+    """``cls(**fields)`` for a config dataclass, with unknown keys (a hand-edited or newer config.json)
+    reported as a :class:`UserError` naming ``what`` instead of a ``TypeError``."""
+    import dataclasses
+    unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(cls)})
+    if unknown:
+        raise UserError(f"{what}: unknown field(s) {', '.join(unknown)}")
+    return cls(**fields)
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)`` and exit; a :class:`UserError` becomes one ``error:`` line and exit code 2."""
     setup_logging()
