@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call")
     p.add_argument("--hop-frames", type=int, help="melspec: hop between patches in frames (default: half a patch)")
+    p.add_argument("--shard", metavar="I/N", help="melspec: separate only every N-th mixture starting at I (0 <= I < N), "
+                   "e.g. one process per GPU or host writing into the same --out; the last shard to finish writes "
+                   "OUT/index.json")
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and Langevin noise")
     p.add_argument("--jit", action="store_true", help="compile the loop with XLA (jit_compile=True)")
     return p
@@ -71,19 +74,21 @@ def make_separator(priors, mixing, args):
 
 def separate_melspec(args) -> None:
     from pipeline.mel import MelConfig
-    from separation.audio import mixture_files, separate_folder
+    from separation.audio import mixture_files, parse_shard, separate_folder
     from separation.mixing import MelDbMixing
     from separation.priors import load_prior
     if not (args.piano and args.violin and args.input):
         raise UserError("--dataset melspec needs --piano RUN, --violin RUN and --input PATH")
+    shard = parse_shard(args.shard)
     files = mixture_files(args.input)
     priors = [load_prior(args.prior, args.piano), load_prior(args.prior, args.violin)]
     cfg = mel_config_of(args.piano)
     if tuple(priors[0].image_shape) != (cfg.n_mels, cfg.patch_frames, 1):
         raise UserError(f"{args.piano}: prior models {priors[0].image_shape}, not mel patches ({cfg.n_mels}, {cfg.patch_frames}, 1)")
     separator = make_separator(priors, MelDbMixing(cfg), args)
-    outputs = separate_folder(files, args.out, separator, cfg, args.batch_size, args.hop_frames, args.seed)
-    print(f"separated {len(outputs)} mixture(s) into {args.out}; next: python melspec_inversion_basis.py --sep {args.out} --out ...")
+    outputs = separate_folder(files, args.out, separator, cfg, args.batch_size, args.hop_frames, args.seed, shard=shard)
+    what = f"shard {shard[0]}/{shard[1]}: " if shard[1] > 1 else ""
+    print(f"{what}separated {len(outputs)} mixture(s) into {args.out}; next: python melspec_inversion_basis.py --sep {args.out} --out ...")
 
 
 def mel_config_of(run_dir: str | Path):

@@ -7,8 +7,14 @@ The patches are stitched back with cross-fades (:mod:`pipeline.patches`) and wri
 
     OUT/<stem>/piano.npy, violin.npy, mix.npy   scaled mel [n_mels, n_frames] in [0, 1]
     OUT/<stem>/meta.json                        mixture path, gain, n_samples, prior names, mel params, timing
+    OUT/shards/shard_<i>_of_<n>.json            what one shard separated (``--shard i/n``)
+    OUT/index.json                              all mixtures of the folder, written once every shard is done
 
-``melspec_inversion_basis.py`` turns these into ``piano.wav`` / ``violin.wav``.
+A mixture whose ``meta.json`` already records the same priors and schedule is skipped, so an interrupted
+run resumes where it stopped. A large folder can be split over processes or machines with ``shard=(i, n)``:
+shard i takes every n-th mixture of the sorted list, all shards write into the same OUT, and the shard that
+finishes last merges the results into ``index.json``. ``melspec_inversion_basis.py`` turns the mels into
+``piano.wav`` / ``violin.wav``.
 """
 from __future__ import annotations
 
@@ -51,12 +57,67 @@ def prepare_mixture(path: Path, cfg: MelConfig, basis: np.ndarray, target_rms_db
     return PreparedMixture(path, gain, len(audio), mel_scaled(audio * gain, cfg, basis))
 
 
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` (0 <= i < n) → ``(i, n)``; ``None`` → ``(0, 1)``."""
+    if text is None:
+        return 0, 1
+    try:
+        index, count = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard: expected i/n such as 0/4, got {text!r}") from None
+    if not 0 <= index < count:
+        raise UserError(f"--shard {text}: need 0 <= i < n")
+    return index, count
+
+
+def run_settings(separator, cfg: MelConfig, hop_frames: int, seed: int) -> dict:
+    """What determines a separation's output; a finished mixture with the same settings is not redone."""
+    return {"prior": [getattr(p, "name", "?") for p in separator.priors],
+            "basis": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(separator.config).items()},
+            "mel_params": dataclasses.asdict(cfg), "hop_frames": hop_frames, "seed": seed}
+
+
+def is_done(folder: Path, settings: dict) -> bool:
+    meta = folder / "meta.json"
+    if not meta.is_file():
+        return False
+    try:
+        recorded = json.loads(meta.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return all(recorded.get(key) == value for key, value in settings.items())
+
+
 def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separator, cfg: MelConfig,
                     batch_size: int = 16, hop_frames: int | None = None, seed: int = 0,
-                    target_rms_db: float | None = TARGET_RMS_DB, progress: bool = True) -> list[Path]:
-    """Separate every mixture wav; returns the per-mixture output folders (see the module docstring)."""
-    from tqdm import tqdm
+                    target_rms_db: float | None = TARGET_RMS_DB, progress: bool = True,
+                    shard: tuple[int, int] = (0, 1)) -> list[Path]:
+    """Separate every mixture wav of this shard; returns its per-mixture output folders (see the module docstring)."""
     hop_frames = hop_frames or cfg.patch_frames // 2
+    out_dir = Path(out_dir)
+    all_mixtures = sorted(Path(p) for p in mixtures)
+    stems = [p.stem for p in all_mixtures]
+    clashes = sorted({s for s in stems if stems.count(s) > 1})
+    if clashes:
+        raise UserError(f"mixtures with the same file name in different folders ({', '.join(clashes)}): "
+                        f"their outputs OUT/<name>/ would collide; rename them")
+    index, count = shard
+    mine = all_mixtures[index::count]
+    settings = run_settings(separator, cfg, hop_frames, seed)
+    todo = [p for p in mine if not is_done(out_dir / p.stem, settings)]
+    if len(todo) < len(mine):
+        log.info("%d of %d mixture(s) already separated with these settings in %s; skipping them",
+                 len(mine) - len(todo), len(mine), out_dir)
+    outputs = _separate(todo, out_dir, separator, cfg, batch_size, hop_frames, seed, target_rms_db, progress, settings)
+    write_shard_record(out_dir, all_mixtures, mine, shard)
+    return [out_dir / p.stem for p in mine]
+
+
+def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, batch_size: int, hop_frames: int,
+              seed: int, target_rms_db: float | None, progress: bool, settings: dict) -> list[Path]:
+    from tqdm import tqdm
+    if not mixtures:
+        return []
     basis = mel_basis(cfg)
     prepared = [prepare_mixture(Path(p), cfg, basis, target_rms_db) for p in tqdm(mixtures, desc="load", disable=not progress)]
     cuts = [cut_patches(m.mel, cfg.patch_frames, hop_frames, pad_value=0.0) for m in prepared]
@@ -77,21 +138,57 @@ def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separat
     log.info("separated %.1f s of audio in %.1f s (%.2f s per second of audio)", total_seconds, elapsed, elapsed / total_seconds)
     outputs, offset = [], 0
     for mixture, cut in zip(prepared, cuts):
-        folder = Path(out_dir) / mixture.path.stem
+        folder = out_dir / mixture.path.stem
         n_frames = mixture.mel.shape[1]
         for k, source in enumerate(SOURCES):
             save_mel(folder / f"{source}.npy", stitch_patches(estimates[k, offset:offset + len(cut), ..., 0], n_frames, hop_frames))
         save_mel(folder / "mix.npy", mixture.mel)
         meta = {"mixture": str(mixture.path.resolve()), "gain": mixture.gain, "n_samples": mixture.n_samples,
-                "sample_rate": cfg.sample_rate, "prior": [getattr(p, "name", "?") for p in separator.priors],
-                "basis": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(separator.config).items()},
-                "mel_params": dataclasses.asdict(cfg), "hop_frames": hop_frames, "seed": seed,
-                "seconds_per_audio_second": elapsed / total_seconds}
+                "sample_rate": cfg.sample_rate, **settings, "seconds_per_audio_second": elapsed / total_seconds}
         with atomic_output(folder / "meta.json") as tmp:          # written last: marks the folder complete
             tmp.write_text(json.dumps(meta, indent=1) + "\n")
         outputs.append(folder)
         offset += len(cut)
     return outputs
+
+
+def write_shard_record(out_dir: Path, all_mixtures: list[Path], mine: list[Path], shard: tuple[int, int]) -> None:
+    """Record this shard's mixtures; once every shard of ``n`` has a record, merge them into ``index.json``."""
+    index, count = shard
+    record = {"shard": [index, count], "mixtures": [str(p.resolve()) for p in mine],
+              "all_mixtures": [str(p.resolve()) for p in all_mixtures]}
+    with atomic_output(out_dir / "shards" / f"shard_{index}_of_{count}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    merge_shards(out_dir, count)
+
+
+def merge_shards(out_dir: str | Path, count: int) -> Path | None:
+    """Write ``OUT/index.json`` when all ``count`` shard records agree and every mixture folder is complete."""
+    out_dir = Path(out_dir)
+    records = [out_dir / "shards" / f"shard_{i}_of_{count}.json" for i in range(count)]
+    if not all(r.is_file() for r in records):
+        return None
+    loaded = [json.loads(r.read_text()) for r in records]
+    expected = loaded[0]["all_mixtures"]
+    if any(r["all_mixtures"] != expected for r in loaded):
+        raise UserError(f"{out_dir}/shards: the shards were run on different mixture lists; re-run them on the same input")
+    done = sorted(m for r in loaded for m in r["mixtures"])
+    if done != sorted(expected):
+        raise UserError(f"{out_dir}/shards: the shards do not cover the input exactly once")
+    metas = {}
+    for mixture in expected:
+        meta_path = out_dir / Path(mixture).stem / "meta.json"
+        if not meta_path.is_file():
+            return None
+        metas[Path(mixture).stem] = json.loads(meta_path.read_text())
+    seconds = sum(m["n_samples"] / m["sample_rate"] for m in metas.values())
+    index = {"n_shards": count, "mixtures": {stem: m["mixture"] for stem, m in sorted(metas.items())},
+             "audio_seconds": seconds}
+    with atomic_output(out_dir / "index.json") as tmp:
+        tmp.write_text(json.dumps(index, indent=1) + "\n")
+    log.info("all %d shard(s) done: %d mixture(s), %.1f s of audio; index in %s", count, len(metas), seconds,
+             out_dir / "index.json")
+    return out_dir / "index.json"
 
 
 def mixture_files(path: str | Path) -> list[Path]:

@@ -141,7 +141,11 @@ def list_separated(sep_dir: str | Path) -> list[Path]:
     sep_dir = Path(sep_dir)
     if not sep_dir.is_dir():
         raise UserError(f"{sep_dir}: separated-mel folder not found (write it with run_basis_sep.py --dataset melspec)")
-    folders = sorted(p for p in sep_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    shards = sep_dir / "shards"
+    if shards.is_dir() and not (sep_dir / "index.json").is_file():
+        raise UserError(f"{sep_dir}: not every --shard has finished (records in {shards}: "
+                        f"{', '.join(sorted(p.name for p in shards.glob('*.json'))) or 'none'}); run the missing shards first")
+    folders = sorted(p for p in sep_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p != shards)
     if not folders:
         raise UserError(f"{sep_dir}: no per-mixture folders (<stem>/piano.npy, violin.npy, meta.json) in it")
     for folder in folders:
