@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -41,29 +40,8 @@ from flow_models.flow_builder import Flow, build_bijector  # noqa: E402
 from flow_models.flow_tfk_layers import KerasBlocks  # noqa: E402
 from flow_models.flow_tfp_bijectors import data_dependent_init, inverse_and_log_det  # noqa: E402
 from flow_models.utils import print_summary  # noqa: E402
+from bench.timing import cpu_name, logged_scalars, median_seconds  # noqa: E402
 from pipeline.errors import run_cli  # noqa: E402
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` (which must return a tensor; its value is fetched to synchronise)."""
-    for _ in range(warmup):
-        _ = [t.numpy() for t in tf.nest.flatten(fn())]
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        _ = [t.numpy() for t in tf.nest.flatten(fn())]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def gradient_step(loss_of, variables, jit_compile: bool = False):
@@ -86,21 +64,13 @@ def bench_train(flow_cfg, data, args) -> dict:
         start = time.perf_counter()
         flow = training.train_flow(flow_cfg, data, cfg, eval_examples=args.eval_examples, n_samples=4)
         total = time.perf_counter() - start
-        rates = [float(tf.make_ndarray(value.tensor)) for event in _events(Path(run_dir) / "logs")
-                 for value in event.summary.value if value.tag == "train/steps_per_second"]
+        rates = logged_scalars(Path(run_dir) / "logs", "train/steps_per_second")
     steady = rates[1:] or rates
     return {"steps": args.train_steps, "seconds_per_step": 1.0 / statistics.mean(steady),
             "first_window_seconds_per_step_incl_tracing": 1.0 / rates[0] if rates else None,
             "wall_seconds_incl_init_eval_checkpoint": total,
             "held_out_bits_per_dim": flow.held_out_metrics["bits_per_dim"], "n_parameters": print_summary(
                 flow, print_fn=lambda *_: None)}
-
-
-def _events(log_dir: Path):
-    from tensorflow.core.util import event_pb2
-    for path in sorted(log_dir.glob("events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(str(path)):
-            yield event_pb2.Event.FromString(record.numpy())
 
 
 def bench_implementations(flow_cfg, data, batch, args) -> dict:
@@ -181,7 +151,7 @@ def main(argv=None) -> int:
                           hidden_width=args.hidden_width, num_levels=num_levels)
     batch = training.first_batch(data, args.batch_size)
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": f"{_cpu_name()}, {os.cpu_count()} cores, load average at start "
+              "machine": f"{cpu_name()}, {os.cpu_count()} cores, load average at start "
                          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}, "
                          f"devices {[d.name for d in tf.config.list_logical_devices()]}",
               "tensorflow": tf.__version__, "config": {"flow": vars(args) | {"image_shape": image_shape}}}

@@ -21,11 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
-import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -37,33 +33,20 @@ from ncsn.config import NCSNConfig  # noqa: E402
 from ncsn.losses import random_dsm_loss  # noqa: E402
 from ncsn.model import ScoreNetwork  # noqa: E402
 from ncsn.sampling import AnnealedLangevin  # noqa: E402
+from bench.timing import device_description, median_seconds, peak_memory_mb, reset_peak_memory  # noqa: E402
 from pipeline.errors import UserError, run_cli  # noqa: E402
 
 SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "cifar10": (32, 32, 3), "melspec": (96, 64, 1)}
 
 
 def median_ms(fn, repeats: int, warmup: int = 1) -> float:
-    """Median wall time of ``fn()`` in ms; ``fn`` returns a tensor whose value is fetched to synchronise."""
-    for _ in range(warmup):
-        fn().numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn().numpy()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
-
-
-def peak_memory_mb() -> float:
-    if tf.config.list_physical_devices("GPU"):
-        return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0   # Linux: KiB
+    """Median wall time of ``fn()`` in ms (see :func:`bench.timing.median_seconds`)."""
+    return 1e3 * median_seconds(fn, repeats, warmup)
 
 
 def bench_one(shape, width: int, batch_size: int, repeats: int, timing_levels: int, timing_steps: int,
               full_steps_per_level: int, jit_compile: bool) -> dict:
-    if tf.config.list_physical_devices("GPU"):
-        tf.config.experimental.reset_memory_stats("GPU:0")
+    reset_peak_memory()
     model = ScoreNetwork(NCSNConfig(image_shape=shape, width=width))
     x = tf.random.uniform((batch_size, *shape), seed=0)
     levels = tf.zeros([batch_size], tf.int32)
@@ -89,14 +72,6 @@ def bench_one(shape, width: int, batch_size: int, repeats: int, timing_levels: i
             "samples_per_s": round(batch_size / (n_levels * full_steps_per_level * step_ms / 1e3), 4),
             "full_schedule": f"L={n_levels} x T={full_steps_per_level}",
             "peak_memory_mb": round(peak_memory_mb(), 1), "jit_compile": jit_compile}
-
-
-def device_name() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
-    import os
-    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} logical cores)"
 
 
 def markdown(rows: list[dict]) -> str:
@@ -142,7 +117,7 @@ def main(argv=None) -> int:
     table = markdown(rows)
     print(table)
     if args.out:
-        result = {"device": device_name(), "tensorflow": tf.__version__,
+        result = {"device": device_description(), "tensorflow": tf.__version__,
                   "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "rows": rows}
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

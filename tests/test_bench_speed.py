@@ -1,0 +1,30 @@
+"""bench/speed.py runs end to end on a tiny mel set and reports consistent timings."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import speed  # noqa: E402
+from pipeline.errors import UserError  # noqa: E402
+
+
+def test_speed_table_for_glow(mel_dir, tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    assert speed.main(["--families", "glow", "--mel-dir", str(mel_dir), "--batch-size", "2", "--train-batch-size", "2",
+                       "--steps", "2", "--timing-steps", "1", "--repeats", "1", "--train-steps", "4",
+                       "--out", str(out)]) == 0
+    row = json.loads(out.read_text())["rows"][0]
+    assert row["family"] == "glow" and row["priors"] == "untrained, shipped shape"
+    for key in ("net_ms", "train_step_ms", "bare_ms", "peak_mb"):
+        assert row[key] > 0
+    # RTF = step time x L x T x patches per audio second / batch (half-overlapping 64-frame patches)
+    assert row["rtf_derived"] == pytest.approx(row["step_ms"] / 1e3 * 10 * 2 * (16000 / 512 / 32) / 2, rel=1e-6)
+    assert "| glow | 2 |" in capsys.readouterr().out
+    assert out.with_suffix(".md").read_text().count("| glow |") == 1
+
+
+def test_speed_without_mel_data_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="mel_params.json missing"):
+        speed.main(["--mel-dir", str(tmp_path)])
