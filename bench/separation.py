@@ -39,16 +39,20 @@ def run_oracle_methods(data_dir: Path, est_root: Path, cfg: MelConfig) -> dict[s
     return timings
 
 
-def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str, args) -> float:
-    """BASIS with ``kind`` priors + Wiener-mask inversion into ``est_root/BASIS-<kind>``; returns the wall time."""
+def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str, steps: int, batch_size: int = 16,
+              seed: int = 0, jit: bool = False, label: str | None = None, hop_frames: int | None = None) -> float:
+    """BASIS with ``kind`` priors + Wiener-mask inversion into ``est_root/<label>`` (default ``BASIS-<kind>``);
+    returns the wall time of both."""
     import run_basis_sep
     from separation.inversion import InversionConfig, invert_folder
-    sep_dir = est_root / f"_mels_{kind}"
+    label = label or f"BASIS-{kind}"
+    sep_dir = est_root / f"_mels_{label}"
     start = time.perf_counter()
     run_basis_sep.main(["--dataset", "melspec", "--prior", kind, "--piano", piano, "--violin", violin,
-                        "--input", str(data_dir / "mix"), "--out", str(sep_dir), "--steps", str(args.steps),
-                        "--batch-size", str(args.batch_size), "--seed", str(args.seed)] + (["--jit"] if args.jit else []))
-    invert_folder(sep_dir, est_root / f"BASIS-{kind}", InversionConfig(route="wiener"), layout="per-source", progress=False)
+                        "--input", str(data_dir / "mix"), "--out", str(sep_dir), "--steps", str(steps),
+                        "--batch-size", str(batch_size), "--seed", str(seed)] + (["--jit"] if jit else [])
+                       + (["--hop-frames", str(hop_frames)] if hop_frames else []))
+    invert_folder(sep_dir, est_root / label, InversionConfig(route="wiener"), layout="per-source", progress=False)
     return time.perf_counter() - start
 
 
@@ -97,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for kind in ("ncsn", "glow", "noisy_glow"):
         runs = getattr(args, kind)
         if runs:
-            timings[f"BASIS-{kind}"] = run_basis(data_dir, est_root, kind, runs[0], runs[1], args)
+            timings[f"BASIS-{kind}"] = run_basis(data_dir, est_root, kind, runs[0], runs[1], args.steps,
+                                                 args.batch_size, args.seed, args.jit)
     if not args.no_oracles:
         timings.update(run_oracle_methods(data_dir, est_root, cfg))
     methods = {"mixture": None, **{m: est_root / m for m in timings}}

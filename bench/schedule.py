@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Separation quality against the cost of the annealing schedule: median SDR vs Langevin steps.
+
+For each T of ``--steps`` (steps per noise level; the levels are the priors' own σ schedule, L of them),
+BASIS separates every mixture of ``--data`` (``{mix,piano,violin}/*.wav``), the separated mels are inverted
+with Wiener masks, and BSS Eval v4 scores them. Writes ``OUT/schedule.json`` / ``.md`` (median SDR per
+instrument, wall time per second of audio, for L×T) and ``OUT/schedule.png`` (SDR against L·T, with the
+mixture as a floor), so the cheapest schedule that keeps the quality can be picked.
+
+    python bench/schedule.py --data runs/eval_subset --ncsn pretrained/ncsn_piano pretrained/ncsn_violin \\
+        --steps 1 3 10 30 --out results/schedule
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.separation import audio_seconds, run_basis  # noqa: E402
+from pipeline.errors import UserError, run_cli  # noqa: E402
+from pipeline.mel import MelConfig  # noqa: E402
+
+SOURCES = ("piano", "violin")
+
+
+def plot(rows: list[dict], mixture: dict, title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    steps = [r["total_steps"] for r in rows]
+    for source, colour in zip(SOURCES, ("tab:blue", "tab:orange")):
+        ax.plot(steps, [r["sdr"][source] for r in rows], "o-", color=colour, label=f"BASIS {source}")
+        ax.axhline(mixture[source], color=colour, ls=":", lw=1, label=f"mixture {source}")
+    ax.set_xscale("log")
+    ax.set_xlabel("Langevin steps L·T")
+    ax.set_ylabel("median SDR (dB)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from bss_eval_v4 import evaluate_methods
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", required=True, help="folder with {mix,piano,violin}/*.wav")
+    p.add_argument("--prior", default="ncsn", choices=("ncsn", "glow", "noisy_glow"), help="prior family")
+    p.add_argument("--ncsn", "--runs", dest="runs", nargs=2, required=True, metavar=("PIANO_RUN", "VIOLIN_RUN"),
+                   help="run folders of the two priors")
+    p.add_argument("--steps", nargs="+", type=int, default=[1, 3, 10, 30], help="values of T to compare")
+    p.add_argument("--batch-size", type=int, default=16, help="patches per compiled call")
+    p.add_argument("--hop-frames", type=int, help="hop between patches (default: half a patch)")
+    p.add_argument("--seed", type=int, default=0, help="BASIS seed")
+    p.add_argument("--out", default="results/schedule", help="output folder")
+    args = p.parse_args(argv)
+    data_dir, out = Path(args.data), Path(args.out)
+    if not (data_dir / "mix").is_dir():
+        raise UserError(f"{data_dir}: expected {{mix,piano,violin}}/*.wav triplets")
+    if min(args.steps) < 1:
+        raise UserError("--steps: every T must be >= 1")
+    from separation.priors import load_prior
+    own_levels = load_prior(args.prior, args.runs[0]).sigma_levels
+    n_levels = len(own_levels) if own_levels is not None else 10          # a clean flow: run_basis_sep's default
+    seconds = audio_seconds(data_dir, MelConfig())
+    est_root = out / "estimates"
+    rows = []
+    _, baseline = evaluate_methods(data_dir, {"mixture": None}, progress=False)
+    mixture = {s: baseline["mixture"][s]["SDR"] for s in SOURCES}
+    for steps in sorted(set(args.steps)):
+        label = f"T{steps}"
+        wall = run_basis(data_dir, est_root, args.prior, *args.runs, steps, args.batch_size, args.seed,
+                         label=label, hop_frames=args.hop_frames)
+        _, summary = evaluate_methods(data_dir, {label: est_root / label}, progress=False)
+        rows.append({"levels": n_levels, "steps_per_level": steps, "total_steps": n_levels * steps,
+                     "sdr": {s: summary[label][s]["SDR"] for s in SOURCES}, "seconds_per_audio_second": wall / seconds})
+        print(json.dumps(rows[-1]), flush=True)
+    lines = ["| schedule L×T | steps | SDR piano | SDR violin | s per s of audio |", "|---|---|---|---|---|",
+             f"| mixture | 0 | {mixture['piano']:.2f} | {mixture['violin']:.2f} | 0 |"]
+    lines += [f"| {r['levels']}×{r['steps_per_level']} | {r['total_steps']} | {r['sdr']['piano']:.2f} | "
+              f"{r['sdr']['violin']:.2f} | {r['seconds_per_audio_second']:.2f} |" for r in rows]
+    table = "\n".join(lines)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "schedule.json").write_text(json.dumps({"data": str(data_dir), "prior": args.prior, "runs": args.runs,
+                                                   "audio_seconds": seconds, "mixture": mixture, "rows": rows}, indent=1) + "\n")
+    (out / "schedule.md").write_text(f"{args.prior} priors {' + '.join(args.runs)} on {data_dir} ({seconds:.0f} s of audio)\n\n{table}\n")
+    plot(rows, mixture, f"BASIS-{args.prior}, {data_dir.name}, {seconds:.0f} s of audio", out / "schedule.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
