@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -134,19 +135,32 @@ def add_train_arguments(parser, defaults: TrainConfig | None = None) -> None:
 
 
 def train_config_from_args(args) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed :func:`add_train_arguments` flags."""
-    return TrainConfig(run_dir=args.run_dir, steps=args.steps, batch_size=args.batch_size,
-                       learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
-                       grad_clip_norm=args.grad_clip_norm or None, ema_decay=args.ema_decay,
-                       log_every=args.log_every, checkpoint_every=args.checkpoint_every,
-                       sample_every=args.sample_every, keep_checkpoints=args.keep_checkpoints, seed=args.seed,
-                       jit_compile=args.jit_compile, strategy=args.strategy)
+    """The :class:`TrainConfig` of parsed :func:`add_train_arguments` flags.
+
+    With ``--strategy multi_worker`` this also makes the process's strategy (see :func:`make_strategy`), so call
+    it before the CLI builds its dataset.
+    """
+    cfg = TrainConfig(run_dir=args.run_dir, steps=args.steps, batch_size=args.batch_size,
+                      learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+                      grad_clip_norm=args.grad_clip_norm or None, ema_decay=args.ema_decay,
+                      log_every=args.log_every, checkpoint_every=args.checkpoint_every,
+                      sample_every=args.sample_every, keep_checkpoints=args.keep_checkpoints, seed=args.seed,
+                      jit_compile=args.jit_compile, strategy=args.strategy)
+    if cfg.strategy == "multi_worker":
+        make_strategy(cfg.strategy)
+    return cfg
 
 
 # --------------------------------------------------------------------------------------------------- helpers
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The ``tf.distribute`` strategy called ``name`` (see the module docstring)."""
+    """The ``tf.distribute`` strategy called ``name`` (see the module docstring).
+
+    ``"multi_worker"`` is made once per process and must be made before TensorFlow runs its first operation
+    (it configures the collective ops of the eager context, which is only possible at program start-up):
+    :func:`train_config_from_args` does it, so CLIs get it before they build their datasets; library callers
+    call ``make_strategy("multi_worker")`` first thing. Later calls return the same instance.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -154,8 +168,20 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
         return tf.distribute.MirroredStrategy(devices=devices)
     if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy()
     raise UserError(f"--strategy: must be one of {', '.join(STRATEGIES)}, not {name!r}")
+
+
+@functools.cache
+def _multi_worker_strategy() -> tf.distribute.MultiWorkerMirroredStrategy:
+    """The process's ``MultiWorkerMirroredStrategy`` over the cluster in ``TF_CONFIG`` (one local worker without)."""
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as err:
+        if "program startup" not in str(err):
+            raise
+        raise RuntimeError("train_utils.make_strategy('multi_worker') must be called before TensorFlow runs any "
+                           "operation (before building datasets or models)") from err
 
 
 def _is_chief(strategy: tf.distribute.Strategy) -> bool:
@@ -163,6 +189,33 @@ def _is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver is None or not resolver.task_type:
         return True
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def _copy_from_chief(strategy: tf.distribute.Strategy, variables) -> None:
+    """Give every replica of every worker the values that ``variables`` have on the chief's first replica.
+
+    Only the chief restores a checkpoint when a multi-worker run resumes (the hosts need not share a
+    filesystem); this all-reduce, in which only global replica 0 contributes non-zeros, hands its weights,
+    optimizer moments, step counter and EMA weights to the other workers.
+    """
+    by_dtype: dict[tf.DType, list[tf.Variable]] = {}
+    for v in variables:  # one all-reduce per dtype (a batched all-reduce needs one dtype)
+        by_dtype.setdefault(v.dtype, []).append(v)
+
+    def chief_values(group):
+        context = tf.distribute.get_replica_context()
+        is_first = tf.equal(context.replica_id_in_sync_group, 0)
+        return context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                  [tf.where(is_first, v.read_value(), tf.zeros_like(v)) for v in group])
+
+    @tf.function
+    def copy():
+        for group in by_dtype.values():
+            values = strategy.run(chief_values, args=(group,))
+            for v, value in zip(group, values):
+                v.assign(strategy.experimental_local_results(value)[0])
+
+    copy()
 
 
 def _warmup_schedule(learning_rate: float, warmup_steps: int):
@@ -237,6 +290,22 @@ def _save_config(run_dir: pathlib.Path, cfg: TrainConfig, model_config: dict) ->
     path.write_text(json.dumps({"train": dataclasses.asdict(cfg), "model": model_config}, indent=2) + "\n")
 
 
+def _shard_by_example(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """``dataset`` with ``AutoShardPolicy.DATA`` unless its options name another policy.
+
+    Under ``multi_worker`` every worker then runs the whole input pipeline and keeps its own part of each global
+    batch, so a deterministic pipeline gives the batches of a one-device run. TensorFlow's default (``AUTO``)
+    would shard TFRecord pipelines by file instead, which fails when there are fewer files than workers (the
+    demo mel set has one per source). Single-worker strategies ignore the policy.
+    """
+    policy = dataset.options().experimental_distribute.auto_shard_policy
+    if policy != tf.data.experimental.AutoShardPolicy.AUTO:
+        return dataset
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -298,13 +367,21 @@ def train(build_model: Callable[[], tf.Module], loss_fn: Callable[[tf.Module, An
     if ema is not None:
         trackables["ema"] = ema
     checkpoint = tf.train.Checkpoint(**trackables)
-    ckpt_dir = run_dir / CHECKPOINT_DIR if chief else run_dir / f"worker_tmp_{strategy.cluster_resolver.task_id}"
+    if chief:
+        ckpt_dir = run_dir / CHECKPOINT_DIR
+    else:  # saves like the chief (the saving code may be collective) into a scratch folder, removed at the end
+        ckpt_dir = run_dir / f"worker_tmp_{strategy.cluster_resolver.task_id}"
+        if tf.io.gfile.exists(str(ckpt_dir)):  # left by a run that crashed
+            tf.io.gfile.rmtree(str(ckpt_dir))
     manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=cfg.keep_checkpoints)
-    if manager.latest_checkpoint:
+    if chief and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log.info("resuming %s from step %d", manager.latest_checkpoint, int(step.numpy()))
-        _seed_everything(cfg.seed + int(step.numpy()))
+    if cfg.strategy == "multi_worker":
+        _copy_from_chief(strategy, [*model.variables, *optimizer.variables, step, *(ema.variables if ema else [])])
     start_step = int(step.numpy())
+    if start_step > 0:
+        _seed_everything(cfg.seed + start_step)
     if start_step >= cfg.steps:
         log.info("%s is already at step %d >= --steps %d; nothing to train", run_dir, start_step, cfg.steps)
         if ema is not None:
@@ -342,7 +419,7 @@ def train(build_model: Callable[[], tf.Module], loss_fn: Callable[[tf.Module, An
             ema.update(variables, step)
         return loss, grad_norm, optimizer.learning_rate
 
-    iterator = iter(strategy.experimental_distribute_dataset(dataset))
+    iterator = iter(strategy.experimental_distribute_dataset(_shard_by_example(dataset)))
     writer = tf.summary.create_file_writer(str(run_dir / LOG_DIR)) if chief else tf.summary.create_noop_writer()
 
     def with_ema_weights(fn, *args):
@@ -446,6 +523,30 @@ def load_model(run_dir: str | os.PathLike, build_model: Callable[[], tf.Module],
     if ema is not None:
         ema.copy_to(variables)
     return model
+
+
+def export_weights(model: tf.Module, out_dir: str | os.PathLike, step: int) -> str:
+    """Save only ``model``'s variables (no optimizer state, no EMA copy) as ``out_dir/checkpoints/ckpt-<step>``.
+
+    Call it on a model loaded with its EMA weights: the result is a slim checkpoint that :func:`load_model`
+    restores like a training checkpoint (a third of the size with Adam's two moments gone).
+    """
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(model=model),
+                                         str(pathlib.Path(out_dir) / CHECKPOINT_DIR), max_to_keep=1)
+    return manager.save(checkpoint_number=step)
+
+
+def read_scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
+    """Every TensorBoard scalar written by :func:`train` under ``log_dir``: ``{tag: [(step, value), ...]}``."""
+    from tensorflow.core.util import event_pb2
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(pathlib.Path(log_dir).glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor") and not value.tensor.string_val:
+                    scalars.setdefault(value.tag, []).append((int(event.step), float(tf.make_ndarray(value.tensor))))
+    return scalars
 
 
 def checkpoint_step(run_dir: str | os.PathLike) -> int:

@@ -64,11 +64,6 @@ def device_description() -> str:
 
 
 def logged_scalars(log_dir: Path, tag: str) -> list[float]:
-    """Values of one TensorBoard scalar, in the order they were written (``train_utils`` event files)."""
-    from tensorflow.core.util import event_pb2
-    values = []
-    for path in sorted(Path(log_dir).glob("events.out.tfevents.*")):
-        for record in tf.data.TFRecordDataset(str(path)):
-            event = event_pb2.Event.FromString(record.numpy())
-            values += [float(tf.make_ndarray(v.tensor)) for v in event.summary.value if v.tag == tag]
-    return values
+    """Values of one TensorBoard scalar written by ``train_utils.train``, in the order they were written."""
+    from train_utils import read_scalars
+    return [value for _, value in read_scalars(log_dir).get(tag, [])]

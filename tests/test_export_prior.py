@@ -1,0 +1,42 @@
+"""tools/export_prior.py: a slim shipped prior restores the run's EMA weights exactly and records its recipe."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import train_ncsn
+from ncsn.training import load_score_model
+from pipeline.errors import UserError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools import export_prior  # noqa: E402
+
+TINY = ["--width", "4", "--n-res-blocks", "1", "--channel-multipliers", "1,1", "--downsample", "0,1",
+        "--dilations", "1,1", "--steps", "4", "--batch-size", "8", "--n-samples", "2", "--n-steps-per-level", "1",
+        "--eval-examples", "16", "--ema-decay", "0.9", "--checkpoint-every", "2"]
+
+
+def test_exported_ncsn_matches_the_run_and_is_smaller(tmp_path):
+    run, out = tmp_path / "run", tmp_path / "pretrained" / "ncsn_digits"
+    train_ncsn.main(["--dataset", "digits", "--run-dir", str(run), *TINY])
+    assert export_prior.main(["--kind", "ncsn", "--run", str(run), "--out", str(out), "--command", "python train_ncsn.py X",
+                              "--data-recipe", "sklearn digits"]) == 0
+    original, shipped = load_score_model(run), load_score_model(out)
+    x = tf.random.stateless_uniform((3, 8, 8, 1), [1, 2])
+    levels = tf.constant([0, 4, 9])
+    np.testing.assert_array_equal(original(x, levels).numpy(), shipped(x, levels).numpy())
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["step"] == 4 and record["command"] == "python train_ncsn.py X" and "dsm_loss" in record["held_out"]
+    size = lambda folder: sum(p.stat().st_size for p in (folder / "checkpoints").glob("ckpt-4.data*"))
+    assert size(out) < 0.5 * size(run)                 # no Adam moments, no second copy of the weights
+    assert "python train_ncsn.py X" in (out / "PRIOR.md").read_text()
+
+
+def test_export_of_a_run_without_checkpoint_is_a_user_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no checkpoint to export"):
+        export_prior.main(["--kind", "ncsn", "--run", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                           "--command", "c", "--data-recipe", "d"])

@@ -1,0 +1,101 @@
+#!/usr/bin/env python
+"""Turn a finished training run into a small shipped prior under ``pretrained/``.
+
+Keeps what separation needs and what a reader needs to trust it, and nothing else::
+
+    OUT/config.json                    the run's config (model, data, training settings)
+    OUT/checkpoints/ckpt-<step>.*      the EMA weights only (no optimizer state): a third of a training checkpoint
+    OUT/metrics.json                   the last held-out metrics logged by the run, step, parameter count
+    OUT/PRIOR.md                       the exact training command, the data recipe, the metrics
+
+A noisy-Glow family (``--kind noisy_glow``, a folder of ``sigma_*`` runs) is exported run by run.
+
+    python tools/export_prior.py --kind ncsn --run runs/prior_ncsn_piano --out pretrained/ncsn_piano \\
+        --command "python train_ncsn.py ..." --data-recipe "python -m pipeline.render ..."
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.errors import UserError, log, run_cli  # noqa: E402
+
+
+def load_trained(kind: str, run: Path):
+    if kind == "ncsn":
+        from ncsn.training import load_score_model
+        return load_score_model(run)
+    from flow_models.flow_builder import load_flow
+    return load_flow(run)
+
+
+def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, notes: str) -> dict:
+    import numpy as np
+    import train_utils
+    step = train_utils.checkpoint_step(run)
+    if step == 0:
+        raise UserError(f"{run}: no checkpoint to export")
+    model = load_trained(kind, run)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    shutil.copy(run / train_utils.CONFIG_FILE, out / train_utils.CONFIG_FILE)
+    for extra in ("samples/sampler.json",):                 # NCSN sampler settings live beside the config
+        if (run / extra).is_file():
+            (out / extra).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(run / extra, out / extra)
+    train_utils.export_weights(model, out, step)
+    scalars = train_utils.read_scalars(run / train_utils.LOG_DIR)
+    metrics = {tag.split("/", 1)[1]: values[-1][1] for tag, values in scalars.items() if tag.startswith("eval/")}
+    parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    size_mb = sum(p.stat().st_size for p in (out / train_utils.CHECKPOINT_DIR).iterdir()) / 2**20
+    record = {"kind": kind, "step": step, "parameters": parameters, "checkpoint_mb": round(size_mb, 2),
+              "held_out": metrics, "exported_from": str(run), "command": command, "data_recipe": data_recipe,
+              "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+    (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
+    lines = [f"# {out.name}", "", f"{kind} prior, {parameters:,} parameters, EMA weights at step {step} "
+             f"({size_mb:.1f} MB), exported {record['date']} from `{run}`.", "",
+             "## Training command", "", "```", command, "```", "", "## Data recipe", "", "```", data_recipe, "```", "",
+             "## Held-out metrics (last evaluation of the run)", "",
+             *[f"- {name}: {value:.4f}" for name, value in sorted(metrics.items())], ""]
+    if notes:
+        lines += ["## Notes", "", notes, ""]
+    (out / "PRIOR.md").write_text("\n".join(lines))
+    log.info("%s: exported %s step %d (%.1f MB)", out, run, step, size_mb)
+    return record
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--kind", required=True, choices=("ncsn", "glow", "noisy_glow"), help="prior family")
+    p.add_argument("--run", required=True, help="training run folder (noisy_glow: the folder of sigma_* runs)")
+    p.add_argument("--out", required=True, help="output folder, e.g. pretrained/ncsn_piano (replaced)")
+    p.add_argument("--command", required=True, help="the exact command that trained the run")
+    p.add_argument("--data-recipe", required=True, help="the commands that made its training data")
+    p.add_argument("--notes", default="", help="free text appended to PRIOR.md")
+    args = p.parse_args(argv)
+    run, out = Path(args.run), Path(args.out)
+    if not run.is_dir():
+        raise UserError(f"{run}: run folder not found")
+    if args.kind != "noisy_glow":
+        export_run(args.kind, run, out, args.command, args.data_recipe, args.notes)
+        return 0
+    members = sorted(p.parent for p in run.glob("sigma_*/config.json"))
+    if not members:
+        raise UserError(f"{run}: no sigma_*/config.json runs (train them with train_noisy_glow.py)")
+    if out.exists():
+        shutil.rmtree(out)
+    for member in members:
+        export_run("glow", member, out / member.name, args.command, args.data_recipe, args.notes)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
