@@ -302,7 +302,7 @@ def _shard_by_example(dataset: tf.data.Dataset) -> tf.data.Dataset:
     if policy != tf.data.experimental.AutoShardPolicy.AUTO:
         return dataset
     options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options)
 
 

@@ -1,12 +1,9 @@
-"""Tests of the shared training loop (train_utils.py): resume, config, EMA, NaN guard, mirrored == one device."""
+"""Tests of the shared training loop (train_utils.py): resume, config, EMA, NaN guard.
+
+The tf.distribute strategies are tested in tests/test_distributed.py."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,46 +11,8 @@ import tensorflow as tf
 
 import train_utils
 from pipeline.errors import UserError
-from train_utils import NonFiniteLossError, TrainConfig, load_model, train
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-class Linear(tf.Module):
-    """y = x @ w + b with deterministic initial weights."""
-
-    def __init__(self, n_in: int = 4):
-        super().__init__()
-        self.w = tf.Variable(tf.linspace(-0.5, 0.5, n_in)[:, None], name="w")
-        self.b = tf.Variable([0.1], name="b")
-
-    def __call__(self, x):
-        return x @ self.w + self.b
-
-
-def squared_error(model, batch):
-    x, y = batch
-    return tf.reduce_sum(tf.square(model(x) - y), axis=-1)
-
-
-def regression_data(batch_size: int = 8, n: int = 32, seed: int = 0, poison_batch: int | None = None):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, 4)).astype(np.float32)
-    y = (x @ np.array([[1.0], [-2.0], [0.5], [3.0]], np.float32) + 0.3).astype(np.float32)
-    if poison_batch is not None:
-        x[poison_batch * batch_size] = np.nan
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size, drop_remainder=True).repeat()
-
-
-def weights(model):
-    return [v.numpy().copy() for v in model.trainable_variables]
-
-
-def config(run_dir, **overrides):
-    fields = dict(run_dir=str(run_dir), steps=6, batch_size=8, learning_rate=0.05, log_every=2,
-                  checkpoint_every=3, keep_checkpoints=5)
-    fields.update(overrides)
-    return TrainConfig(**fields)
+from tests.tiny_regression import Linear, config, regression_data, squared_error, weights
+from train_utils import NonFiniteLossError, load_model, train
 
 
 def test_training_lowers_loss_and_writes_run_folder(tmp_path):
@@ -115,34 +74,3 @@ def test_warmup_schedule_is_linear_then_constant():
 def test_load_model_without_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no checkpoint found"):
         load_model(tmp_path, Linear)
-
-
-MIRRORED_CHILD = textwrap.dedent("""
-    import json, sys
-    import tensorflow as tf
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    sys.path.insert(0, sys.argv[2])
-    import tests.test_train_utils as t
-    from train_utils import make_strategy, train
-    assert make_strategy("mirrored").num_replicas_in_sync == 2
-    result = {}
-    for name in ("default", "mirrored"):
-        model = train(t.Linear, t.squared_error, t.regression_data(),
-                      t.config(sys.argv[1] + "/" + name, steps=5, strategy=name), {})
-        batch = next(iter(t.regression_data()))
-        result[name] = {"loss": float(tf.reduce_mean(t.squared_error(model, batch))),
-                        "weights": [w.tolist() for w in t.weights(model)]}
-    print("RESULT" + json.dumps(result))
-""")
-
-
-def test_mirrored_strategy_on_two_cpus_matches_one_device(tmp_path):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
-    out = subprocess.run([sys.executable, "-c", MIRRORED_CHILD, str(tmp_path), str(REPO)], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.split("RESULT", 1)[1])
-    assert result["default"]["loss"] == pytest.approx(result["mirrored"]["loss"], rel=1e-5)
-    for a, b in zip(result["default"]["weights"], result["mirrored"]["weights"]):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
