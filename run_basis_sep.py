@@ -37,14 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data-dir", help="images: folder holding mnist.npz / cifar-10-batches-py")
     p.add_argument("--n-pairs", type=int, default=64, help="images: number of mixtures to separate")
-    g = p.add_argument_group("schedule (defaults: the prior's own σ levels; a clean Glow uses 1 → 0.01, 10 levels)")
+    g = p.add_argument_group("schedule (defaults: the prior's own σ levels, and the step settings in the prior run's "
+                             f"basis.json when it has one, else T={d.n_steps_per_level}, δ={d.step_lr}, γ scale "
+                             f"{d.gamma_scale}, init {d.init}; a clean Glow uses σ 1 → 0.01, 10 levels)")
     g.add_argument("--sigma-max", type=float, help="σ_1, model input units (clean Glow only)")
     g.add_argument("--sigma-min", type=float, help="σ_L (clean Glow only)")
     g.add_argument("--n-levels", type=int, help="L (clean Glow only)")
-    g.add_argument("--steps", type=int, default=d.n_steps_per_level, help="Langevin steps per level (T)")
-    g.add_argument("--step-lr", type=float, default=d.step_lr, help="δ: η_i = δ σ_i² / σ_L²")
-    g.add_argument("--gamma-scale", type=float, default=d.gamma_scale, help="γ_i = gamma_scale · σ_i")
-    g.add_argument("--init", choices=("uniform", "mixture"), default=d.init, help="initial sources")
+    g.add_argument("--steps", type=int, help="Langevin steps per level (T)")
+    g.add_argument("--step-lr", type=float, help="δ: η_i = δ σ_i² / σ_L²")
+    g.add_argument("--gamma-scale", type=float, help="γ_i = gamma_scale · σ_i")
+    g.add_argument("--init", choices=("uniform", "mixture"), help="initial sources")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call")
     p.add_argument("--hop-frames", type=int, help="melspec: hop between patches in frames (default: half a patch)")
@@ -65,10 +67,31 @@ def schedule_of(priors, args) -> tuple[float, ...]:
     return tuple(np.geomspace(args.sigma_max or 1.0, args.sigma_min or 0.01, args.n_levels or 10))
 
 
-def make_separator(priors, mixing, args):
+STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init"}
+BASIS_FILE = "basis.json"
+
+
+def step_settings(args, run_dir: str | Path) -> dict:
+    """T, δ, γ scale and init: the command line, else the prior run's ``basis.json``, else the defaults."""
+    import json
+    path = Path(run_dir) / BASIS_FILE
+    tuned = {}
+    if path.is_file():
+        try:
+            tuned = {k: v for k, v in json.loads(path.read_text()).items() if k in STEP_SETTINGS.values()}
+        except json.JSONDecodeError as err:
+            raise UserError(f"{path}: not valid JSON ({err})") from None
+    settings = {field: getattr(args, flag) if getattr(args, flag) is not None else tuned.get(field, getattr(BasisConfig, field))
+                for flag, field in STEP_SETTINGS.items()}
+    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s%s", settings["n_steps_per_level"], settings["step_lr"],
+             settings["gamma_scale"], settings["init"], f" (tuned values from {path})" if tuned else "")
+    return settings
+
+
+def make_separator(priors, mixing, args, run_dir: str | Path):
     from separation.basis import BasisSeparator
-    cfg = BasisConfig(sigma_levels=schedule_of(priors, args), n_steps_per_level=args.steps, step_lr=args.step_lr,
-                      gamma_scale=args.gamma_scale, init=args.init, final_denoise=not args.no_denoise, jit_compile=args.jit)
+    cfg = BasisConfig(sigma_levels=schedule_of(priors, args), final_denoise=not args.no_denoise, jit_compile=args.jit,
+                      **step_settings(args, run_dir))
     return BasisSeparator(priors, mixing, cfg)
 
 
@@ -85,7 +108,7 @@ def separate_melspec(args) -> None:
     cfg = mel_config_of(args.piano)
     if tuple(priors[0].image_shape) != (cfg.n_mels, cfg.patch_frames, 1):
         raise UserError(f"{args.piano}: prior models {priors[0].image_shape}, not mel patches ({cfg.n_mels}, {cfg.patch_frames}, 1)")
-    separator = make_separator(priors, MelDbMixing(cfg), args)
+    separator = make_separator(priors, MelDbMixing(cfg), args, args.piano)
     outputs = separate_folder(files, args.out, separator, cfg, args.batch_size, args.hop_frames, args.seed, shard=shard)
     what = f"shard {shard[0]}/{shard[1]}: " if shard[1] > 1 else ""
     print(f"{what}separated {len(outputs)} mixture(s) into {args.out}; next: python melspec_inversion_basis.py --sep {args.out} --out ...")
@@ -148,17 +171,19 @@ def separate_images(args) -> None:
         raise UserError(f"{args.checkpoint}: prior models images of shape {prior.image_shape}, "
                         f"but {args.dataset} gives {images.shape[1:]}")
     truth, mixtures = make_image_mixtures(images, args.n_pairs, args.seed)
-    separator = make_separator([prior, prior], MeanMixing(), args)
+    separator = make_separator([prior, prior], MeanMixing(), args, args.checkpoint)
     estimates = np.concatenate([separator.separate(mixtures[i:i + args.batch_size], seed=args.seed + i).numpy()
                                 for i in range(0, len(mixtures), args.batch_size)], axis=1)
     scores = pair_psnr(truth, estimates)
+    mixture_scores = pair_psnr(truth, np.stack([mixtures, mixtures]))
     out = Path(args.out)
     plot_image_separation(mixtures, truth, estimates, out / f"{args.dataset}_{args.prior}_separation.png",
                           title=f"BASIS {args.prior} on {args.dataset}: PSNR {np.mean(scores):.2f} dB")
     summary = write_image_report(out / f"{args.dataset}_{args.prior}_psnr.json", scores,
                                  {"dataset": args.dataset, "prior": args.prior, "checkpoint": str(args.checkpoint),
-                                  "steps_per_level": args.steps, "step_lr": args.step_lr})
-    mixture_scores = pair_psnr(truth, np.stack([mixtures, mixtures]))
+                                  "steps_per_level": separator.config.n_steps_per_level,
+                                  "step_lr": separator.config.step_lr, "gamma_scale": separator.config.gamma_scale,
+                                  "init": separator.config.init, "mixture_psnr_mean": float(np.mean(mixture_scores))})
     print(f"{args.dataset}: BASIS-{args.prior} PSNR {summary['psnr_mean']:.2f} dB (median {summary['psnr_median']:.2f}) "
           f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")
 

@@ -39,7 +39,7 @@ def run_oracle_methods(data_dir: Path, est_root: Path, cfg: MelConfig) -> dict[s
     return timings
 
 
-def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str, steps: int, batch_size: int = 16,
+def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str, steps: int | None, batch_size: int = 16,
               seed: int = 0, jit: bool = False, label: str | None = None, hop_frames: int | None = None) -> float:
     """BASIS with ``kind`` priors + Wiener-mask inversion into ``est_root/<label>`` (default ``BASIS-<kind>``);
     returns the wall time of both."""
@@ -49,8 +49,9 @@ def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str
     sep_dir = est_root / f"_mels_{label}"
     start = time.perf_counter()
     run_basis_sep.main(["--dataset", "melspec", "--prior", kind, "--piano", piano, "--violin", violin,
-                        "--input", str(data_dir / "mix"), "--out", str(sep_dir), "--steps", str(steps),
+                        "--input", str(data_dir / "mix"), "--out", str(sep_dir),
                         "--batch-size", str(batch_size), "--seed", str(seed)] + (["--jit"] if jit else [])
+                       + (["--steps", str(steps)] if steps else [])
                        + (["--hop-frames", str(hop_frames)] if hop_frames else []))
     invert_folder(sep_dir, est_root / label, InversionConfig(route="wiener"), layout="per-source", progress=False)
     return time.perf_counter() - start
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("ncsn", "glow", "noisy_glow"):
         p.add_argument(f"--{kind.replace('_', '-')}", nargs=2, metavar=("PIANO_RUN", "VIOLIN_RUN"),
                        help=f"BASIS with {kind} priors (run folders)")
-    p.add_argument("--steps", type=int, default=100, help="BASIS Langevin steps per level")
+    p.add_argument("--steps", type=int, help="BASIS Langevin steps per level (default: the priors' basis.json, else 100)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
     p.add_argument("--jit", action="store_true", help="XLA-compile the BASIS loop")

@@ -64,6 +64,13 @@ class BasisSeparator(tf.Module):
         if len(shapes) != 1:
             raise UserError(f"the priors model different shapes {sorted(shapes)}; they must match")
         self.image_shape = shapes.pop()
+        # The likelihood term is a gradient step on ||m - g(x)||² / (2γ²) with step η; it contracts the residual
+        # by (1 - η/γ² Σ_k (∂g/∂x_k)²) per step, and η_i/γ_i² = δ / (σ_L² γ_scale²) at every level.
+        gain = config.step_lr / (config.sigma_levels[-1] * config.gamma_scale) ** 2 * mixing.max_jacobian_norm2(len(self.priors))
+        if gain >= 2.0:
+            raise UserError(f"step_lr {config.step_lr:g} with gamma_scale {config.gamma_scale:g} and σ_L "
+                            f"{config.sigma_levels[-1]:g} makes the mixture-consistency step unstable (gain {gain:.2f} "
+                            f">= 2); lower --step-lr or raise --gamma-scale")
         self.sigma_levels = tf.constant(config.sigma_levels, tf.float32)
         self.n_levels = len(config.sigma_levels)
         self._compiled = tf.function(self._run, jit_compile=config.jit_compile)

@@ -27,6 +27,11 @@ class MeanMixing:
     def __call__(self, sources: tf.Tensor) -> tf.Tensor:
         return tf.reduce_mean(sources, axis=0)
 
+    @staticmethod
+    def max_jacobian_norm2(n_sources: int) -> float:
+        """max over x of Σ_k (∂g/∂x_k)² = S · (1/S)²."""
+        return 1.0 / n_sources
+
     def jacobian_weights(self, sources: tf.Tensor) -> tf.Tensor:
         return tf.fill(tf.shape(sources), 1.0 / tf.cast(tf.shape(sources)[0], sources.dtype))
 
@@ -47,6 +52,11 @@ class MelDbMixing:
     def __call__(self, sources: tf.Tensor) -> tf.Tensor:
         g_db = tf.clip_by_value(self.mixture_db(sources), self.db_min, self.db_max)
         return (g_db - self.db_min) / self.db_range
+
+    @staticmethod
+    def max_jacobian_norm2(n_sources: int) -> float:
+        """max over x of Σ_k (∂g/∂x_k)²: the weights are a softmax (they sum to one), so at most 1."""
+        return 1.0
 
     def jacobian_weights(self, sources: tf.Tensor) -> tf.Tensor:
         d = sources * self.db_range + self.db_min

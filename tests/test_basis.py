@@ -95,3 +95,11 @@ def test_schedule_mismatch_and_shape_mismatch_are_user_errors():
     separator = BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.1), n_steps_per_level=1))
     with pytest.raises(UserError, match="do not match"):
         separator.separate(np.zeros((1, 3, 3, 1), np.float32))
+
+
+def test_unstable_likelihood_step_is_refused():
+    prior = GaussianPrior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), [1.0, 0.01])
+    # mean of two sources: gain δ / (σ_L γ_scale)² / 2 = 1e-4 / (0.01 · 0.5)² / 2 = 2 → diverges
+    with pytest.raises(UserError, match="unstable"):
+        BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.01), step_lr=1e-4, gamma_scale=0.5))
+    BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.01), step_lr=1e-4, gamma_scale=0.75))

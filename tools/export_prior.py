@@ -7,6 +7,8 @@ Keeps what separation needs and what a reader needs to trust it, and nothing els
     OUT/checkpoints/ckpt-<step>.*      the EMA weights only (no optimizer state): a third of a training checkpoint
     OUT/metrics.json                   the last held-out metrics logged by the run, step, parameter count
     OUT/PRIOR.md                       the exact training command, the data recipe, the metrics
+    OUT/basis.json                     (``--basis``) BASIS step settings tuned for this prior, which
+                                       run_basis_sep.py uses unless its flags say otherwise
 
 A noisy-Glow family (``--kind noisy_glow``, a folder of ``sigma_*`` runs) is exported run by run.
 
@@ -71,6 +73,26 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     return record
 
 
+BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str}
+
+
+def parse_basis(pairs: list[str], note: str) -> dict:
+    settings = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        if key not in BASIS_KEYS or not value:
+            raise UserError(f"--basis {pair}: expected KEY=VALUE with KEY one of {', '.join(BASIS_KEYS)}")
+        settings[key] = BASIS_KEYS[key](value)
+    if settings and not note:
+        raise UserError("--basis needs --basis-note: say where the settings were measured")
+    return {**settings, "note": note} if settings else {}
+
+
+def write_basis(out: Path, basis: dict) -> None:
+    if basis:
+        (out / "basis.json").write_text(json.dumps(basis, indent=1) + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
@@ -80,12 +102,18 @@ def main(argv=None) -> int:
     p.add_argument("--command", required=True, help="the exact command that trained the run")
     p.add_argument("--data-recipe", required=True, help="the commands that made its training data")
     p.add_argument("--notes", default="", help="free text appended to PRIOR.md")
+    p.add_argument("--basis", nargs="*", default=[], metavar="KEY=VALUE",
+                   help=f"tuned BASIS settings for basis.json ({', '.join(BASIS_KEYS)}), with --basis-note saying "
+                        "where they were measured")
+    p.add_argument("--basis-note", default="", help="how the --basis values were chosen (kept in basis.json)")
     args = p.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
     if not run.is_dir():
         raise UserError(f"{run}: run folder not found")
+    basis = parse_basis(args.basis, args.basis_note)
     if args.kind != "noisy_glow":
         export_run(args.kind, run, out, args.command, args.data_recipe, args.notes)
+        write_basis(out, basis)
         return 0
     members = sorted(p.parent for p in run.glob("sigma_*/config.json"))
     if not members:
@@ -94,6 +122,7 @@ def main(argv=None) -> int:
         shutil.rmtree(out)
     for member in members:
         export_run("glow", member, out / member.name, args.command, args.data_recipe, args.notes)
+    write_basis(out, basis)
     return 0
 
 
