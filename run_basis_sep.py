@@ -30,9 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", required=True, choices=("melspec",) + IMAGE_DATASETS, help="what to separate")
     p.add_argument("--prior", default="ncsn", choices=PRIOR_KINDS, help="prior family")
-    p.add_argument("--piano", help="melspec: run folder of the piano prior (noisy_glow: folder of sigma_* runs)")
-    p.add_argument("--violin", help="melspec: run folder of the violin prior")
-    p.add_argument("--checkpoint", help="images: run folder of the prior used for both sources")
+    p.add_argument("--piano", help="melspec: run folder of the piano prior (noisy_glow: folder of sigma_* runs); "
+                   "default: the shipped pretrained/<prior>_piano")
+    p.add_argument("--violin", help="melspec: run folder of the violin prior; default: pretrained/<prior>_violin")
+    p.add_argument("--checkpoint", help="images: run folder of the prior used for both sources; default: the "
+                   "shipped pretrained/<prior>_mnist for MNIST")
     p.add_argument("--input", help="melspec: a mixture wav, a folder of wavs, or a folder with mix/")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--data-dir", help="images: folder holding mnist.npz / cifar-10-batches-py")
@@ -101,7 +103,8 @@ def separate_melspec(args) -> None:
     from separation.mixing import MelDbMixing
     from separation.priors import load_prior
     if not (args.piano and args.violin and args.input):
-        raise UserError("--dataset melspec needs --piano RUN, --violin RUN and --input PATH")
+        raise UserError(f"--dataset melspec needs --input PATH and, without shipped {args.prior} priors under "
+                        f"pretrained/, --piano RUN and --violin RUN")
     shard = parse_shard(args.shard)
     files = mixture_files(args.input)
     priors = [load_prior(args.prior, args.piano), load_prior(args.prior, args.violin)]
@@ -188,8 +191,28 @@ def separate_images(args) -> None:
           f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")
 
 
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"
+SHIPPED_IMAGE_PRIOR = {"mnist_subset": "mnist", "mnist": "mnist"}
+
+
+def fill_shipped_priors(args) -> None:
+    """Point unset prior flags at the shipped priors under pretrained/ (when they exist)."""
+    def shipped(name: str) -> str | None:
+        path = PRETRAINED / f"{args.prior}_{name}"
+        return str(path) if path.is_dir() else None
+    if args.dataset == "melspec":
+        for source in ("piano", "violin"):
+            if getattr(args, source) is None and shipped(source):
+                setattr(args, source, shipped(source))
+                log.info("--%s: using the shipped prior %s", source, getattr(args, source))
+    elif args.checkpoint is None and args.dataset in SHIPPED_IMAGE_PRIOR and shipped(SHIPPED_IMAGE_PRIOR[args.dataset]):
+        args.checkpoint = shipped(SHIPPED_IMAGE_PRIOR[args.dataset])
+        log.info("--checkpoint: using the shipped prior %s", args.checkpoint)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    fill_shipped_priors(args)
     (separate_melspec if args.dataset == "melspec" else separate_images)(args)
     return 0
 

@@ -143,3 +143,12 @@ def test_mnist_subset_separation_with_the_shipped_small_prior_beats_the_mixture(
     report = json.loads((tmp_path / "mnist_subset_ncsn_psnr.json").read_text())
     assert report["n_pairs"] == 16 and report["steps_per_level"] == 10
     assert report["psnr_mean"] > report["mixture_psnr_mean"] + 1.0
+
+
+def test_unset_prior_flags_point_at_the_shipped_priors():
+    args = run_basis_sep.build_parser().parse_args(["--dataset", "mnist_subset", "--out", "x"])
+    run_basis_sep.fill_shipped_priors(args)
+    assert Path(args.checkpoint) == run_basis_sep.PRETRAINED / "ncsn_mnist"
+    args = run_basis_sep.build_parser().parse_args(["--dataset", "cifar10", "--out", "x"])
+    run_basis_sep.fill_shipped_priors(args)
+    assert args.checkpoint is None                                 # nothing shipped for CIFAR-10
