@@ -98,77 +98,52 @@ def assert_split_global_batches(per_replica: list[list[np.ndarray]], steps: int,
         assert seen == sorted(map(tuple, expected[s].tolist())), f"step {s}: replicas did not split the batch"
 
 
-# ------------------------------------------------------------------------------- MirroredStrategy, 2 CPUs
+# One test per strategy (each starts TensorFlow processes, so `pytest -n 2` must not repeat that work on both
+# of its workers, as it would for several tests sharing a module fixture).
 
-@pytest.fixture(scope="module")
-def mirrored_run(tmp_path_factory):
+def test_mirrored_on_two_cpus_matches_one_device_with_half_of_each_batch_per_replica(tmp_path):
     """default and mirrored runs of MIRRORED_STEPS steps in one child with two logical CPUs."""
-    tmp = tmp_path_factory.mktemp("mirrored")
-    out = tmp / "result.json"
-    proc = subprocess.run(child_command(out, tmp, "--strategies", "default,mirrored", "--logical-cpus", "2",
+    out = tmp_path / "result.json"
+    proc = subprocess.run(child_command(out, tmp_path, "--strategies", "default,mirrored", "--logical-cpus", "2",
                                         "--steps", str(MIRRORED_STEPS)),
                           cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=TIMEOUT_S)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text())
-
-
-def test_mirrored_strategy_on_two_cpus_matches_one_device(mirrored_run):
-    assert_same_training(mirrored_run["mirrored"], mirrored_run["default"])
-
-
-def test_mirrored_replicas_each_see_half_of_each_global_batch(mirrored_run):
+    result = json.loads(out.read_text())
+    assert_same_training(result["mirrored"], result["default"])
     # Both replicas of a step finish before the next step starts (the gradients are all-reduced), so the
     # recorded batches come in pairs, one per replica.
-    batches = mirrored_run["mirrored"]["replica_batches"]
+    batches = result["mirrored"]["replica_batches"]
     assert len(batches) == 2 * MIRRORED_STEPS
     assert_split_global_batches([batches[0::2], batches[1::2]], MIRRORED_STEPS)
-    assert_split_global_batches([mirrored_run["default"]["replica_batches"]], MIRRORED_STEPS)
+    assert_split_global_batches([result["default"]["replica_batches"]], MIRRORED_STEPS)
 
 
-# ------------------------------------------------------------------ MultiWorkerMirroredStrategy, 2 workers
-
-@pytest.fixture(scope="module")
-def multi_worker_runs(tmp_path_factory):
+def test_multi_worker_on_loopback_matches_one_device_keeps_chief_checkpoints_and_resumes(tmp_path):
     """Two workers on loopback train MW_FIRST_STEPS steps, then are started again and resume up to
     MW_TOTAL_STEPS. Each worker has its own run folder, as on hosts without a shared filesystem."""
-    tmp = tmp_path_factory.mktemp("multi_worker")
-    run_dirs = [tmp / "chief", tmp / "worker1"]
-    (tmp / "first").mkdir()
-    (tmp / "resumed").mkdir()
-    first = run_workers(run_dirs, tmp / "first", "--steps", str(MW_FIRST_STEPS))
-    chief_steps_after_first = checkpoint_step(run_dirs[0] / "multi_worker")
-    resumed = run_workers(run_dirs, tmp / "resumed", "--steps", str(MW_TOTAL_STEPS), "--skip", str(MW_FIRST_STEPS))
-    return dict(first=first, resumed=resumed, run_dirs=[d / "multi_worker" for d in run_dirs],
-                chief_steps_after_first=chief_steps_after_first,
-                one_device_first=one_device(tmp / "one_device_first", MW_FIRST_STEPS),
-                one_device_total=one_device(tmp / "one_device_total", MW_TOTAL_STEPS))
+    run_dirs = [tmp_path / "chief", tmp_path / "worker1"]
+    chief_dir, worker_dir = (d / "multi_worker" for d in run_dirs)   # the child's folder for the strategy
+    (tmp_path / "first").mkdir()
+    (tmp_path / "resumed").mkdir()
 
+    first = run_workers(run_dirs, tmp_path / "first", "--steps", str(MW_FIRST_STEPS))
+    reference = one_device(tmp_path / "one_device_first", MW_FIRST_STEPS)
+    for result in first:                # the chief and worker 1 hold the same weights
+        assert_same_training(result, reference)
+    assert_split_global_batches([w["replica_batches"] for w in first], MW_FIRST_STEPS)
+    assert checkpoint_step(chief_dir) == MW_FIRST_STEPS
 
-def test_multi_worker_on_loopback_matches_one_device(multi_worker_runs):
-    chief, worker = multi_worker_runs["first"]
-    assert_same_training(chief, multi_worker_runs["one_device_first"])
-    assert_same_training(worker, multi_worker_runs["one_device_first"])
-
-
-def test_multi_worker_each_worker_sees_half_of_each_global_batch(multi_worker_runs):
-    assert_split_global_batches([w["replica_batches"] for w in multi_worker_runs["first"]], MW_FIRST_STEPS)
-    resumed = MW_TOTAL_STEPS - MW_FIRST_STEPS
-    assert_split_global_batches([w["replica_batches"] for w in multi_worker_runs["resumed"]], resumed,
+    resumed = run_workers(run_dirs, tmp_path / "resumed", "--steps", str(MW_TOTAL_STEPS),
+                          "--skip", str(MW_FIRST_STEPS))
+    # Only the chief has the checkpoint; it hands its state to worker 1 on resume.
+    reference = one_device(tmp_path / "one_device_total", MW_TOTAL_STEPS)
+    for result in resumed:
+        assert_same_training(result, reference)
+    assert_split_global_batches([w["replica_batches"] for w in resumed], MW_TOTAL_STEPS - MW_FIRST_STEPS,
                                 skip=MW_FIRST_STEPS)
 
-
-def test_multi_worker_only_chief_keeps_checkpoints(multi_worker_runs):
-    chief_dir, worker_dir = multi_worker_runs["run_dirs"]
-    assert multi_worker_runs["chief_steps_after_first"] == MW_FIRST_STEPS
     assert checkpoint_step(chief_dir) == MW_TOTAL_STEPS
     assert (chief_dir / "config.json").exists() and list((chief_dir / "logs").glob("events.out.tfevents.*"))
-    # The other worker saved into run_dir/worker_tmp_1 and removed it; it writes no config, logs or checkpoints.
+    # Worker 1 saved into run_dir/worker_tmp_1 and removed it; it writes no config, logs or checkpoints.
     assert worker_dir.is_dir() and sorted(p.name for p in worker_dir.iterdir()) == []
     assert not list(chief_dir.glob("worker_tmp_*"))
-
-
-def test_multi_worker_resume_matches_uninterrupted_one_device_run(multi_worker_runs):
-    # Only the chief has the checkpoint (separate run folders); it hands its state to worker 1 on resume.
-    chief, worker = multi_worker_runs["resumed"]
-    assert_same_training(chief, multi_worker_runs["one_device_total"])
-    assert_same_training(worker, multi_worker_runs["one_device_total"])
