@@ -19,7 +19,9 @@ Distribution (``TrainConfig.strategy``):
 - ``"mirrored"``: ``tf.distribute.MirroredStrategy`` over all local GPUs (or all logical CPUs when there is
   no GPU; the tests use two logical CPUs);
 - ``"multi_worker"``: ``tf.distribute.MultiWorkerMirroredStrategy`` over the hosts listed in ``TF_CONFIG``;
-  only the chief (worker 0) writes checkpoints, summaries and figures.
+  only the chief (worker 0) writes checkpoints, summaries and figures; every worker runs the whole input
+  pipeline and keeps its part of each global batch; on resume the chief restores and copies its state to the
+  other workers (no shared filesystem needed). Commands and details: docs/scale_out.md.
 
 The dataset yields *global* batches of ``batch_size`` examples; they are split across replicas. ``loss_fn``
 returns per-example losses ``[B_replica]``; the step averages them over the global batch
