@@ -1,14 +1,15 @@
 #!/usr/bin/env python
 """Separation quality against the cost of the annealing schedule: median SDR vs Langevin steps.
 
-For each T of ``--steps`` (steps per noise level; the levels are the priors' own σ schedule, L of them),
+For each schedule ``T[:δ[:γ_scale]]`` of ``--schedules`` (T steps per noise level, step size δ, likelihood
+scale; the levels are the priors' own σ schedule, L of them; δ and γ default to the priors' basis.json),
 BASIS separates every mixture of ``--data`` (``{mix,piano,violin}/*.wav``), the separated mels are inverted
 with Wiener masks, and BSS Eval v4 scores them. Writes ``OUT/schedule.json`` / ``.md`` (median SDR per
 instrument, wall time per second of audio, for L×T) and ``OUT/schedule.png`` (SDR against L·T, with the
 mixture as a floor), so the cheapest schedule that keeps the quality can be picked.
 
     python bench/schedule.py --data runs/eval_subset --ncsn pretrained/ncsn_piano pretrained/ncsn_violin \\
-        --steps 1 3 10 30 --out results/schedule
+        --schedules 2 5 10 20 5:2e-5 10:2e-5 --out results/schedule
 """
 from __future__ import annotations
 
@@ -32,9 +33,11 @@ def plot(rows: list[dict], mixture: dict, title: str, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
-    steps = [r["total_steps"] for r in rows]
     for source, colour in zip(SOURCES, ("tab:blue", "tab:orange")):
-        ax.plot(steps, [r["sdr"][source] for r in rows], "o-", color=colour, label=f"BASIS {source}")
+        for (lr, gamma), style in zip(sorted({(r["step_lr"], r["gamma_scale"]) for r in rows}, reverse=True), ("o-", "s--", "^-.", "d:")):
+            chosen = [r for r in rows if (r["step_lr"], r["gamma_scale"]) == (lr, gamma)]
+            ax.plot([r["total_steps"] for r in chosen], [r["sdr"][source] for r in chosen], style, color=colour,
+                    label=f"BASIS {source}, δ={lr:g}, γ×{gamma:g}")
         ax.axhline(mixture[source], color=colour, ls=":", lw=1, label=f"mixture {source}")
     ax.set_xscale("log")
     ax.set_xlabel("Langevin steps L·T")
@@ -48,6 +51,19 @@ def plot(rows: list[dict], mixture: dict, title: str, path: Path) -> None:
     plt.close(fig)
 
 
+def parse_schedule(text: str) -> tuple[int, float | None, float | None]:
+    """``"T"``, ``"T:δ"`` or ``"T:δ:γ"`` → ``(T, δ or None, γ or None)``."""
+    parts = text.split(":")
+    try:
+        steps = int(parts[0])
+        lr, gamma = (float(parts[i]) if len(parts) > i else None for i in (1, 2))
+    except ValueError:
+        raise UserError(f"--schedules {text}: expected T[:δ[:γ]] such as 10 or 10:1e-4 or 10:1e-4:1") from None
+    if steps < 1 or len(parts) > 3 or (lr is not None and lr <= 0) or (gamma is not None and gamma <= 0):
+        raise UserError(f"--schedules {text}: T >= 1, δ > 0 and γ > 0 expected")
+    return steps, lr, gamma
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from bss_eval_v4 import evaluate_methods
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -55,7 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--prior", default="ncsn", choices=("ncsn", "glow", "noisy_glow"), help="prior family")
     p.add_argument("--ncsn", "--runs", dest="runs", nargs=2, required=True, metavar=("PIANO_RUN", "VIOLIN_RUN"),
                    help="run folders of the two priors")
-    p.add_argument("--steps", nargs="+", type=int, default=[1, 3, 10, 30], help="values of T to compare")
+    p.add_argument("--schedules", nargs="+", default=["2", "5", "10", "20"], metavar="T[:δ[:γ]]",
+                   help="schedules to compare: steps per level, optionally step size δ and γ scale")
     p.add_argument("--batch-size", type=int, default=16, help="patches per compiled call")
     p.add_argument("--hop-frames", type=int, help="hop between patches (default: half a patch)")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
@@ -64,8 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir, out = Path(args.data), Path(args.out)
     if not (data_dir / "mix").is_dir():
         raise UserError(f"{data_dir}: expected {{mix,piano,violin}}/*.wav triplets")
-    if min(args.steps) < 1:
-        raise UserError("--steps: every T must be >= 1")
+    schedules = [parse_schedule(text) for text in args.schedules]
+    from run_basis_sep import BASIS_FILE
+    from separation.basis import BasisConfig
+    tuned = json.loads((Path(args.runs[0]) / BASIS_FILE).read_text()) if (Path(args.runs[0]) / BASIS_FILE).is_file() else {}
+    default_lr, default_gamma = tuned.get("step_lr", BasisConfig.step_lr), tuned.get("gamma_scale", BasisConfig.gamma_scale)
     from separation.priors import load_prior
     own_levels = load_prior(args.prior, args.runs[0]).sigma_levels
     n_levels = len(own_levels) if own_levels is not None else 10          # a clean flow: run_basis_sep's default
@@ -74,17 +94,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     _, baseline = evaluate_methods(data_dir, {"mixture": None}, progress=False)
     mixture = {s: baseline["mixture"][s]["SDR"] for s in SOURCES}
-    for steps in sorted(set(args.steps)):
-        label = f"T{steps}"
+    for steps, lr, gamma in schedules:
+        lr, gamma = lr or default_lr, gamma or default_gamma
+        label = f"T{steps}_lr{lr:g}_g{gamma:g}"
         wall = run_basis(data_dir, est_root, args.prior, *args.runs, steps, args.batch_size, args.seed,
-                         label=label, hop_frames=args.hop_frames)
+                         label=label, hop_frames=args.hop_frames, extra=["--step-lr", str(lr), "--gamma-scale", str(gamma)])
         _, summary = evaluate_methods(data_dir, {label: est_root / label}, progress=False)
-        rows.append({"levels": n_levels, "steps_per_level": steps, "total_steps": n_levels * steps,
-                     "sdr": {s: summary[label][s]["SDR"] for s in SOURCES}, "seconds_per_audio_second": wall / seconds})
+        rows.append({"levels": n_levels, "steps_per_level": steps, "step_lr": lr, "gamma_scale": gamma,
+                     "total_steps": n_levels * steps, "sdr": {s: summary[label][s]["SDR"] for s in SOURCES},
+                     "seconds_per_audio_second": wall / seconds})
         print(json.dumps(rows[-1]), flush=True)
-    lines = ["| schedule L×T | steps | SDR piano | SDR violin | s per s of audio |", "|---|---|---|---|---|",
-             f"| mixture | 0 | {mixture['piano']:.2f} | {mixture['violin']:.2f} | 0 |"]
-    lines += [f"| {r['levels']}×{r['steps_per_level']} | {r['total_steps']} | {r['sdr']['piano']:.2f} | "
+    lines = ["| schedule L×T | δ | γ scale | steps | SDR piano | SDR violin | s per s of audio |", "|---|---|---|---|---|---|---|",
+             f"| mixture | – | – | 0 | {mixture['piano']:.2f} | {mixture['violin']:.2f} | 0 |"]
+    lines += [f"| {r['levels']}×{r['steps_per_level']} | {r['step_lr']:g} | {r['gamma_scale']:g} | {r['total_steps']} | {r['sdr']['piano']:.2f} | "
               f"{r['sdr']['violin']:.2f} | {r['seconds_per_audio_second']:.2f} |" for r in rows]
     table = "\n".join(lines)
     out.mkdir(parents=True, exist_ok=True)

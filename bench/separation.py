@@ -40,7 +40,8 @@ def run_oracle_methods(data_dir: Path, est_root: Path, cfg: MelConfig) -> dict[s
 
 
 def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str, steps: int | None, batch_size: int = 16,
-              seed: int = 0, jit: bool = False, label: str | None = None, hop_frames: int | None = None) -> float:
+              seed: int = 0, jit: bool = False, label: str | None = None, hop_frames: int | None = None,
+              extra: Sequence[str] = ()) -> float:
     """BASIS with ``kind`` priors + Wiener-mask inversion into ``est_root/<label>`` (default ``BASIS-<kind>``);
     returns the wall time of both."""
     import run_basis_sep
@@ -52,7 +53,7 @@ def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str
                         "--input", str(data_dir / "mix"), "--out", str(sep_dir),
                         "--batch-size", str(batch_size), "--seed", str(seed)] + (["--jit"] if jit else [])
                        + (["--steps", str(steps)] if steps else [])
-                       + (["--hop-frames", str(hop_frames)] if hop_frames else []))
+                       + (["--hop-frames", str(hop_frames)] if hop_frames else []) + list(extra))
     invert_folder(sep_dir, est_root / label, InversionConfig(route="wiener"), layout="per-source", progress=False)
     return time.perf_counter() - start
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: render a small piano/violin set, build the mel TFRecords, separate the held-out test
-# mixtures (mixture baseline, NMF, BASIS with the shipped priors when present, oracles), print the
+# mixtures (mixture baseline, NMF, BASIS with the shipped priors under pretrained/, oracles), print the
 # BSS Eval v4 table and write a figure and the wavs.
 # Each step is skipped when its output is already complete (delete data/demo to start over).
 set -euo pipefail
@@ -18,7 +18,11 @@ step "2/4 render held-out test pieces (MuseScore_General_Lite SoundFont, seed 1:
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
 step "4/4 separate the test mixtures (mixture baseline, NMF, oracles) and score them with BSS Eval v4 (museval)"
-PRIORS=()
-if [ -d pretrained/ncsn_piano ] && [ -d pretrained/ncsn_violin ]; then PRIORS+=(--ncsn pretrained/ncsn_piano pretrained/ncsn_violin); fi
+PRIORS=()     # BASIS with every shipped prior family (their tuned schedules: pretrained/*/basis.json)
+for family in ncsn glow noisy_glow; do
+    if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
+        PRIORS+=("--${family//_/-}" "pretrained/${family}_piano" "pretrained/${family}_violin")
+    fi
+done
 $PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}"
 echo; echo "table: $OUT/separation.md   figure: $OUT/separation.png   wavs: $OUT/estimates/"
