@@ -47,7 +47,15 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    shutil.copy(run / train_utils.CONFIG_FILE, out / train_utils.CONFIG_FILE)
+    config = json.loads((run / train_utils.CONFIG_FILE).read_text())
+    mel_dir = (config.get("model", {}).get("data") or {}).get("mel_dir")
+    if (config.get("model", {}).get("data") or {}).get("dataset") == "melspec":
+        params = Path(mel_dir or "") / "mel_params.json"
+        if not params.is_file():
+            raise UserError(f"{run}: trained on mel patches from {mel_dir}, but {params} is missing; the shipped prior "
+                            "must carry its mel parameters")
+        config["mel_params"] = json.loads(params.read_text())    # the training data's folder is not shipped
+    (out / train_utils.CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     for extra in ("samples/sampler.json",):                 # NCSN sampler settings live beside the config
         if (run / extra).is_file():
             (out / extra).parent.mkdir(parents=True, exist_ok=True)
