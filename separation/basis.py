@@ -80,7 +80,14 @@ class BasisSeparator(tf.Module):
         return self.config.step_lr * tf.square(tf.gather(self.sigma_levels, level) / self.sigma_levels[-1])
 
     def scores(self, sources: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
-        """Prior scores ``[S, B, ...]``: each source under its own prior."""
+        """Prior scores ``[S, B, ...]``: each source under its own prior.
+
+        When every source has the same prior (images), all sources go through it as one batch of S·B:
+        one network call (one backward pass for a flow) per step instead of S.
+        """
+        if all(prior is self.priors[0] for prior in self.priors):
+            flat = tf.reshape(sources, [-1, *self.image_shape])
+            return tf.reshape(self.priors[0].score(flat, level), tf.shape(sources))
         return tf.stack([prior.score(sources[k], level) for k, prior in enumerate(self.priors)])
 
     def update_fn(self, sources: tf.Tensor, mixture: tf.Tensor, level: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
