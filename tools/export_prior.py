@@ -63,16 +63,17 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     train_utils.export_weights(model, out, step)
     scalars = train_utils.read_scalars(run / train_utils.LOG_DIR)
     metrics = {tag.split("/", 1)[1]: values[-1][1] for tag, values in scalars.items() if tag.startswith("eval/")}
+    metrics_step = max((values[-1][0] for tag, values in scalars.items() if tag.startswith("eval/")), default=None)
     parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
     size_mb = sum(p.stat().st_size for p in (out / train_utils.CHECKPOINT_DIR).iterdir()) / 2**20
     record = {"kind": kind, "step": step, "parameters": parameters, "checkpoint_mb": round(size_mb, 2),
-              "held_out": metrics, "exported_from": str(run), "command": command, "data_recipe": data_recipe,
+              "held_out": metrics, "held_out_step": metrics_step, "exported_from": str(run), "command": command, "data_recipe": data_recipe,
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
     (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     lines = [f"# {out.name}", "", f"{kind} prior, {parameters:,} parameters, EMA weights at step {step} "
              f"({size_mb:.1f} MB), exported {record['date']} from `{run}`.", "",
              "## Training command", "", "```", command, "```", "", "## Data recipe", "", "```", data_recipe, "```", "",
-             "## Held-out metrics (last evaluation of the run)", "",
+             f"## Held-out metrics (last evaluation of the run, step {metrics_step})", "",
              *[f"- {name}: {value:.4f}" for name, value in sorted(metrics.items())], ""]
     if notes:
         lines += ["## Notes", "", notes, ""]
