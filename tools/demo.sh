@@ -13,7 +13,7 @@ step "1/4 render training pieces (FluidR3_GM + TimGM6mb SoundFonts, seed 0)"
 [ -f "$DEMO/wav/manifest_train.json" ] || $PY -m pipeline.render --out "$DEMO/wav" --minutes 6 --seed 0 --test-fraction 0 \
     --soundfont FluidR3_GM --soundfont TimGM6mb
 step "2/4 render held-out test pieces (MuseScore_General_Lite SoundFont, seed 1: other sounds, other melodies)"
-[ -f "$DEMO/wav/manifest_test.json" ] || $PY -m pipeline.render --out "$DEMO/wav" --minutes 4 --seed 1 --test-fraction 1 \
+[ -f "$DEMO/wav/manifest_test.json" ] || $PY -m pipeline.render --out "$DEMO/wav" --minutes 2 --seed 1 --test-fraction 1 \
     --soundfont MuseScore_General_Lite
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
