@@ -74,16 +74,25 @@ def untrained_priors(family: str, cfg: MelConfig) -> list:
     return priors
 
 
-def priors_of(family: str, runs: list[str] | None, cfg: MelConfig) -> tuple[list, str]:
+def default_steps(runs: list[str] | None) -> int:
+    """T of the default schedule: the priors' basis.json when they have one, else BasisConfig's."""
+    from run_basis_sep import BASIS_FILE
+    path = Path(runs[0]) / BASIS_FILE if runs else None
+    if path is not None and path.is_file():
+        return int(json.loads(path.read_text()).get("n_steps_per_level", BasisConfig.n_steps_per_level))
+    return BasisConfig.n_steps_per_level
+
+
+def priors_of(family: str, runs: list[str] | None, cfg: MelConfig) -> tuple[list, str, int]:
     kind = {"ncsn": "ncsn", "glow": "glow", "noisy_glow": "noisy_glow"}[family]
     if runs is None:
         default = [Path("pretrained") / f"{family}_{s}" for s in SOURCES]
         runs = [str(p) for p in default] if all(p.is_dir() for p in default) else None
     if runs is None:
         if family == "noisy_glow":
-            return [], ""
-        return untrained_priors(family, cfg), "untrained, shipped shape"
-    return [load_prior(kind, r) for r in runs], " + ".join(runs)
+            return [], "", 0
+        return untrained_priors(family, cfg), "untrained, shipped shape", BasisConfig.n_steps_per_level
+    return [load_prior(kind, r) for r in runs], " + ".join(runs), default_steps(runs)
 
 
 def schedule_of(priors) -> tuple[float, ...]:
@@ -93,7 +102,7 @@ def schedule_of(priors) -> tuple[float, ...]:
 
 # -------------------------------------------------------------------------------------- separation
 
-def bench_separation(priors, cfg: MelConfig, mixture: tf.Tensor, args) -> dict:
+def bench_separation(priors, cfg: MelConfig, mixture: tf.Tensor, steps: int, args) -> dict:
     """Network evaluations vs the full BASIS step on one batch of mixtures ``[B, n_mels, frames, 1]``."""
     sigmas = schedule_of(priors)
     n_levels = len(sigmas)
@@ -118,20 +127,20 @@ def bench_separation(priors, cfg: MelConfig, mixture: tf.Tensor, args) -> dict:
     hop_frames = cfg.patch_frames // 2
     patches_per_audio_second = cfg.sample_rate / cfg.hop_length / hop_frames
     batch = int(mixture.shape[0])
-    rtf = step * n_levels * args.steps * patches_per_audio_second / batch
+    rtf = step * n_levels * steps * patches_per_audio_second / batch
     row = {"batch": batch, "levels": n_levels, "net_ms": 1e3 * net, "step_ms": 1e3 * step, "step_over_net": step / net,
-           "schedule": f"{n_levels}x{args.steps}", "rtf_derived": rtf, "peak_mb": peak_memory_mb()}
+           "schedule": f"{n_levels}x{steps}", "rtf_derived": rtf, "peak_mb": peak_memory_mb()}
     if args.rtf_seconds:
-        row["rtf_measured"] = measured_rtf(priors, mixing, cfg, sigmas, args)
+        row["rtf_measured"] = measured_rtf(priors, mixing, cfg, sigmas, steps, args)
     return row
 
 
-def measured_rtf(priors, mixing, cfg: MelConfig, sigmas, args) -> float:
+def measured_rtf(priors, mixing, cfg: MelConfig, sigmas, steps: int, args) -> float:
     """Wall time of ``separate_folder`` per second of audio on an ``--rtf-seconds`` mixture (after one warm-up)."""
     import soundfile as sf
     from separation.audio import separate_folder
     rng = np.random.default_rng(0)
-    separator = BasisSeparator(priors, mixing, BasisConfig(sigma_levels=sigmas, n_steps_per_level=args.steps,
+    separator = BasisSeparator(priors, mixing, BasisConfig(sigma_levels=sigmas, n_steps_per_level=steps,
                                                            jit_compile=args.jit))
     with tempfile.TemporaryDirectory() as tmp:
         n = int(args.rtf_seconds * cfg.sample_rate)
@@ -226,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{family}", nargs=2, metavar=("PIANO", "VIOLIN"), help=f"{family} run folders")
     p.add_argument("--mel-dir", default="data/demo/mel", help="mel TFRecords for the mixtures and the training rows")
     p.add_argument("--batch-size", type=int, default=16, help="separation batch (patches per compiled call)")
-    p.add_argument("--steps", type=int, default=d.n_steps_per_level, help="T of the default schedule the RTF refers to")
+    p.add_argument("--steps", type=int, help="T of the schedule the RTF refers to (default: the priors' basis.json, "
+                   f"else {d.n_steps_per_level})")
     p.add_argument("--timing-steps", type=int, default=3, help="k: the step time comes from runs of L·(1+k) and L·1 steps")
     p.add_argument("--rtf-seconds", type=float, default=0.0, help="also time separate_folder on a mixture this long "
                                                                   "with the full schedule (0: derived RTF only)")
@@ -240,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    if min(args.batch_size, args.steps, args.timing_steps, args.repeats) < 1 or args.train_steps < 0:
+    if min(args.batch_size, args.steps or 1, args.timing_steps, args.repeats) < 1 or args.train_steps < 0:
         raise UserError("--batch-size, --steps, --timing-steps and --repeats must be >= 1, --train-steps >= 0")
     mel_dir = Path(args.mel_dir)
     if not (mel_dir / "mel_params.json").is_file():
@@ -250,11 +260,11 @@ def main(argv=None) -> int:
     mixture = next(iter(source_patch_dataset(mel_dir, "test", "piano", args.batch_size, shuffle=False, repeat=True)))
     rows = []
     for family in args.families:
-        priors, origin = priors_of(family, getattr(args, family), cfg)
+        priors, origin, steps = priors_of(family, getattr(args, family), cfg)
         if not priors:
             print(f"{family}: no run folders given and none under pretrained/; skipped", flush=True)
             continue
-        row = {"family": family, "priors": origin, **bench_separation(priors, cfg, mixture, args)}
+        row = {"family": family, "priors": origin, **bench_separation(priors, cfg, mixture, args.steps or steps, args)}
         if args.train_steps and family != "noisy_glow":        # noisy Glow trains like Glow
             row.update(bench_training(family, priors, mel_dir, args))
         rows.append(row)

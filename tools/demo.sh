@@ -17,7 +17,7 @@ step "2/4 render held-out test pieces (MuseScore_General_Lite SoundFont, seed 1:
     --soundfont MuseScore_General_Lite
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
-step "4/4 separate the test mixtures (mixture baseline, NMF, oracles) and score them with BSS Eval v4 (museval)"
+step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors, oracles), invert, score with BSS Eval v4 (museval)"
 PRIORS=()     # BASIS with every shipped prior family (their tuned schedules: pretrained/*/basis.json)
 for family in ncsn glow noisy_glow; do
     if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
