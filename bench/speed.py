@@ -50,6 +50,7 @@ from separation.mixing import MelDbMixing  # noqa: E402
 from separation.priors import FlowPrior, NCSNPrior, load_prior  # noqa: E402
 
 SOURCES = ("piano", "violin")
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 CLEAN_FLOW_SCHEDULE = tuple(np.geomspace(1.0, 0.01, 10))
 
 
@@ -86,7 +87,7 @@ def default_steps(runs: list[str] | None) -> int:
 def priors_of(family: str, runs: list[str] | None, cfg: MelConfig) -> tuple[list, str, int]:
     kind = {"ncsn": "ncsn", "glow": "glow", "noisy_glow": "noisy_glow"}[family]
     if runs is None:
-        default = [Path("pretrained") / f"{family}_{s}" for s in SOURCES]
+        default = [PRETRAINED / f"{family}_{s}" for s in SOURCES]
         runs = [str(p) for p in default] if all(p.is_dir() for p in default) else None
     if runs is None:
         if family == "noisy_glow":
