@@ -73,20 +73,25 @@ STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scal
 BASIS_FILE = "basis.json"
 
 
+def tuned_settings(run_dir: str | Path | None) -> dict:
+    """The BasisConfig fields recorded in a prior run's ``basis.json`` (empty without one)."""
+    import json
+    path = Path(run_dir) / BASIS_FILE if run_dir else None
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return {k: v for k, v in json.loads(path.read_text()).items() if k in STEP_SETTINGS.values()}
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
 def step_settings(args, run_dir: str | Path) -> dict:
     """T, δ, γ scale and init: the command line, else the prior run's ``basis.json``, else the defaults."""
-    import json
-    path = Path(run_dir) / BASIS_FILE
-    tuned = {}
-    if path.is_file():
-        try:
-            tuned = {k: v for k, v in json.loads(path.read_text()).items() if k in STEP_SETTINGS.values()}
-        except json.JSONDecodeError as err:
-            raise UserError(f"{path}: not valid JSON ({err})") from None
+    tuned = tuned_settings(run_dir)
     settings = {field: getattr(args, flag) if getattr(args, flag) is not None else tuned.get(field, getattr(BasisConfig, field))
                 for flag, field in STEP_SETTINGS.items()}
     log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s%s", settings["n_steps_per_level"], settings["step_lr"],
-             settings["gamma_scale"], settings["init"], f" (tuned values from {path})" if tuned else "")
+             settings["gamma_scale"], settings["init"], f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
     return settings
 
 

@@ -82,9 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (data_dir / "mix").is_dir():
         raise UserError(f"{data_dir}: expected {{mix,piano,violin}}/*.wav triplets")
     schedules = [parse_schedule(text) for text in args.schedules]
-    from run_basis_sep import BASIS_FILE
+    from run_basis_sep import tuned_settings
     from separation.basis import BasisConfig
-    tuned = json.loads((Path(args.runs[0]) / BASIS_FILE).read_text()) if (Path(args.runs[0]) / BASIS_FILE).is_file() else {}
+    tuned = tuned_settings(args.runs[0])
     default_lr, default_gamma = tuned.get("step_lr", BasisConfig.step_lr), tuned.get("gamma_scale", BasisConfig.gamma_scale)
     from separation.priors import load_prior
     own_levels = load_prior(args.prior, args.runs[0]).sigma_levels

@@ -77,15 +77,11 @@ def untrained_priors(family: str, cfg: MelConfig) -> list:
 
 def default_steps(runs: list[str] | None) -> int:
     """T of the default schedule: the priors' basis.json when they have one, else BasisConfig's."""
-    from run_basis_sep import BASIS_FILE
-    path = Path(runs[0]) / BASIS_FILE if runs else None
-    if path is not None and path.is_file():
-        return int(json.loads(path.read_text()).get("n_steps_per_level", BasisConfig.n_steps_per_level))
-    return BasisConfig.n_steps_per_level
+    from run_basis_sep import tuned_settings
+    return int(tuned_settings(runs[0] if runs else None).get("n_steps_per_level", BasisConfig.n_steps_per_level))
 
 
 def priors_of(family: str, runs: list[str] | None, cfg: MelConfig) -> tuple[list, str, int]:
-    kind = {"ncsn": "ncsn", "glow": "glow", "noisy_glow": "noisy_glow"}[family]
     if runs is None:
         default = [PRETRAINED / f"{family}_{s}" for s in SOURCES]
         runs = [str(p) for p in default] if all(p.is_dir() for p in default) else None
@@ -93,7 +89,7 @@ def priors_of(family: str, runs: list[str] | None, cfg: MelConfig) -> tuple[list
         if family == "noisy_glow":
             return [], "", 0
         return untrained_priors(family, cfg), "untrained, shipped shape", BasisConfig.n_steps_per_level
-    return [load_prior(kind, r) for r in runs], " + ".join(runs), default_steps(runs)
+    return [load_prior(family, r) for r in runs], " + ".join(runs), default_steps(runs)
 
 
 def schedule_of(priors) -> tuple[float, ...]:
