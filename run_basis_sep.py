@@ -133,33 +133,23 @@ def mel_config_of(run_dir: str | Path):
             return MelConfig()
         path = candidates[0]
     config = json.loads(path.read_text())
-    found = _find_key(config, "mel_params")
+    found = _find(config, "mel_params", dict)
     if found:
         return MelConfig(**found)
-    mel_dir = _find_value(config, "mel_dir")
+    mel_dir = _find(config, "mel_dir", str)
     if mel_dir and (Path(mel_dir) / "mel_params.json").is_file():
         return MelConfig.load(Path(mel_dir) / "mel_params.json")
     log.warning("%s: no mel parameters recorded; assuming the defaults", path)
     return MelConfig()
 
 
-def _find_value(tree, key):
+def _find(tree, key, kind):
+    """The first value of type ``kind`` stored under ``key`` anywhere in a nested dict (depth first)."""
     if isinstance(tree, dict):
-        if isinstance(tree.get(key), str):
+        if isinstance(tree.get(key), kind):
             return tree[key]
         for value in tree.values():
-            found = _find_value(value, key)
-            if found:
-                return found
-    return None
-
-
-def _find_key(tree, key):
-    if isinstance(tree, dict):
-        if key in tree and isinstance(tree[key], dict):
-            return tree[key]
-        for value in tree.values():
-            found = _find_key(value, key)
+            found = _find(value, key, kind)
             if found:
                 return found
     return None
