@@ -1,4 +1,4 @@
-"""tools/export_prior.py: a slim shipped prior restores the run's EMA weights exactly and records its recipe."""
+"""tools/export_prior.py: a slim shipped prior restores the run's EMA (or raw) weights exactly and records its recipe."""
 import json
 import sys
 from pathlib import Path
@@ -40,3 +40,18 @@ def test_export_of_a_run_without_checkpoint_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no checkpoint to export"):
         export_prior.main(["--kind", "ncsn", "--run", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
                            "--command", "c", "--data-recipe", "d"])
+
+
+def test_raw_weights_export_holds_the_optimizer_weights_not_their_average(tmp_path):
+    run = tmp_path / "run"
+    train_ncsn.main(["--dataset", "digits", "--run-dir", str(run), *TINY])
+    common = ["--kind", "ncsn", "--run", str(run), "--command", "c", "--data-recipe", "d"]
+    export_prior.main([*common, "--out", str(tmp_path / "ema")])
+    export_prior.main([*common, "--out", str(tmp_path / "raw"), "--raw-weights"])
+    x = tf.random.stateless_uniform((2, 8, 8, 1), [3, 4])
+    levels = tf.constant([0, 9])
+    out = lambda model: model(x, levels).numpy()
+    np.testing.assert_array_equal(out(load_score_model(tmp_path / "raw")), out(load_score_model(run, use_ema=False)))
+    assert not np.allclose(out(load_score_model(tmp_path / "raw")), out(load_score_model(tmp_path / "ema")))
+    assert json.loads((tmp_path / "raw" / "metrics.json").read_text())["weights"].startswith("raw")
+    assert "raw (not averaged) weights" in (tmp_path / "raw" / "PRIOR.md").read_text()

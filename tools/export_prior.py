@@ -4,7 +4,8 @@
 Keeps what separation needs and what a reader needs to trust it, and nothing else::
 
     OUT/config.json                    the run's config (model, data, training settings)
-    OUT/checkpoints/ckpt-<step>.*      the EMA weights only (no optimizer state): a third of a training checkpoint
+    OUT/checkpoints/ckpt-<step>.*      the EMA weights only (no optimizer state): a third of a training checkpoint;
+                                       ``--raw-weights`` exports the optimizer's own weights instead (to measure EMA)
     OUT/metrics.json                   the last held-out metrics logged by the run, step, parameter count
     OUT/PRIOR.md                       the exact training command, the data recipe, the metrics
     OUT/basis.json                     (``--basis``) BASIS step settings tuned for this prior, which
@@ -29,21 +30,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.errors import UserError, log, run_cli  # noqa: E402
 
 
-def load_trained(kind: str, run: Path):
+def load_trained(kind: str, run: Path, use_ema: bool = True):
     if kind == "ncsn":
         from ncsn.training import load_score_model
-        return load_score_model(run)
+        return load_score_model(run, use_ema=use_ema)
     from flow_models.flow_builder import load_flow
-    return load_flow(run)
+    return load_flow(run, use_ema=use_ema)
 
 
-def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, notes: str) -> dict:
+def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, notes: str,
+               use_ema: bool = True) -> dict:
     import numpy as np
     import train_utils
     step = train_utils.checkpoint_step(run)
     if step == 0:
         raise UserError(f"{run}: no checkpoint to export")
-    model = load_trained(kind, run)
+    model = load_trained(kind, run, use_ema)
+    weights = "EMA" if use_ema else "raw (not averaged)"
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -66,11 +69,11 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     metrics_step = max((values[-1][0] for tag, values in scalars.items() if tag.startswith("eval/")), default=None)
     parameters = int(sum(np.prod(v.shape) for v in model.trainable_variables))
     size_mb = sum(p.stat().st_size for p in (out / train_utils.CHECKPOINT_DIR).iterdir()) / 2**20
-    record = {"kind": kind, "step": step, "parameters": parameters, "checkpoint_mb": round(size_mb, 2),
+    record = {"kind": kind, "step": step, "weights": weights, "parameters": parameters, "checkpoint_mb": round(size_mb, 2),
               "held_out": metrics, "held_out_step": metrics_step, "exported_from": str(run), "command": command, "data_recipe": data_recipe,
               "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
     (out / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
-    lines = [f"# {out.name}", "", f"{kind} prior, {parameters:,} parameters, EMA weights at step {step} "
+    lines = [f"# {out.name}", "", f"{kind} prior, {parameters:,} parameters, {weights} weights at step {step} "
              f"({size_mb:.1f} MB), exported {record['date']} from `{run}`.", "",
              "## Training command", "", "```", command, "```", "", "## Data recipe", "", "```", data_recipe, "```", "",
              f"## Held-out metrics (last evaluation of the run, step {metrics_step})", "",
@@ -111,6 +114,8 @@ def main(argv=None) -> int:
     p.add_argument("--command", required=True, help="the exact command that trained the run")
     p.add_argument("--data-recipe", required=True, help="the commands that made its training data")
     p.add_argument("--notes", default="", help="free text appended to PRIOR.md")
+    p.add_argument("--raw-weights", action="store_true",
+                   help="export the optimizer's weights instead of their moving average (EMA), e.g. to measure EMA")
     p.add_argument("--basis", nargs="*", default=[], metavar="KEY=VALUE",
                    help=f"tuned BASIS settings for basis.json ({', '.join(BASIS_KEYS)}), with --basis-note saying "
                         "where they were measured")
@@ -121,7 +126,7 @@ def main(argv=None) -> int:
         raise UserError(f"{run}: run folder not found")
     basis = parse_basis(args.basis, args.basis_note)
     if args.kind != "noisy_glow":
-        export_run(args.kind, run, out, args.command, args.data_recipe, args.notes)
+        export_run(args.kind, run, out, args.command, args.data_recipe, args.notes, not args.raw_weights)
         write_basis(out, basis)
         return 0
     members = sorted(p.parent for p in run.glob("sigma_*/config.json"))
@@ -130,7 +135,7 @@ def main(argv=None) -> int:
     if out.exists():
         shutil.rmtree(out)
     for member in members:
-        export_run("glow", member, out / member.name, args.command, args.data_recipe, args.notes)
+        export_run("glow", member, out / member.name, args.command, args.data_recipe, args.notes, not args.raw_weights)
     write_basis(out, basis)
     return 0
 
