@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny rendered piano/violin set and its TFRecords, made once per test worker."""
+"""Shared fixtures, made once per test worker: a tiny rendered piano/violin set and its TFRecords, a tiny
+trained NCSN run."""
 from __future__ import annotations
 
 import os
@@ -27,3 +28,17 @@ def mel_dir(rendered, tmp_path_factory):
     out = tmp_path_factory.mktemp("mel")
     build_tfrecords(rendered[0], out, MelConfig(), train_hop=32, progress=False)
     return out
+
+
+TINY_NCSN = ["--width", "4", "--n-res-blocks", "1", "--channel-multipliers", "1,1", "--downsample", "0,1",
+             "--dilations", "1,1", "--steps", "4", "--batch-size", "8", "--n-samples", "2", "--n-steps-per-level", "1",
+             "--eval-examples", "16", "--ema-decay", "0.9", "--checkpoint-every", "2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_ncsn_run(tmp_path_factory):
+    """A 4-step NCSN run on sklearn's digits (EMA kept, held-out loss logged at steps 2 and 4); read-only."""
+    import train_ncsn
+    run = tmp_path_factory.mktemp("tiny_ncsn") / "run"
+    train_ncsn.main(["--dataset", "digits", "--run-dir", str(run), *TINY_NCSN])
+    return run

@@ -7,21 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import train_ncsn
 from ncsn.training import load_score_model
 from pipeline.errors import UserError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tools import export_prior  # noqa: E402
 
-TINY = ["--width", "4", "--n-res-blocks", "1", "--channel-multipliers", "1,1", "--downsample", "0,1",
-        "--dilations", "1,1", "--steps", "4", "--batch-size", "8", "--n-samples", "2", "--n-steps-per-level", "1",
-        "--eval-examples", "16", "--ema-decay", "0.9", "--checkpoint-every", "2"]
-
-
-def test_exported_ncsn_matches_the_run_and_is_smaller(tmp_path):
-    run, out = tmp_path / "run", tmp_path / "pretrained" / "ncsn_digits"
-    train_ncsn.main(["--dataset", "digits", "--run-dir", str(run), *TINY])
+def test_exported_ncsn_matches_the_run_and_is_smaller(tiny_ncsn_run, tmp_path):
+    run, out = tiny_ncsn_run, tmp_path / "pretrained" / "ncsn_digits"
     assert export_prior.main(["--kind", "ncsn", "--run", str(run), "--out", str(out), "--command", "python train_ncsn.py X",
                               "--data-recipe", "sklearn digits"]) == 0
     original, shipped = load_score_model(run), load_score_model(out)
@@ -42,9 +35,8 @@ def test_export_of_a_run_without_checkpoint_is_a_user_error(tmp_path):
                            "--command", "c", "--data-recipe", "d"])
 
 
-def test_raw_weights_export_holds_the_optimizer_weights_not_their_average(tmp_path):
-    run = tmp_path / "run"
-    train_ncsn.main(["--dataset", "digits", "--run-dir", str(run), *TINY])
+def test_raw_weights_export_holds_the_optimizer_weights_not_their_average(tiny_ncsn_run, tmp_path):
+    run = tiny_ncsn_run
     common = ["--kind", "ncsn", "--run", str(run), "--command", "c", "--data-recipe", "d"]
     export_prior.main([*common, "--out", str(tmp_path / "ema")])
     export_prior.main([*common, "--out", str(tmp_path / "raw"), "--raw-weights"])
