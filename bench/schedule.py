@@ -24,14 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.separation import audio_seconds, run_basis  # noqa: E402
 from pipeline.errors import UserError, run_cli  # noqa: E402
 from pipeline.mel import MelConfig  # noqa: E402
+from pipeline.plotting import pyplot, save_figure  # noqa: E402
 
 SOURCES = ("piano", "violin")
 
 
 def plot(rows: list[dict], mixture: dict, title: str, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for source, colour in zip(SOURCES, ("tab:blue", "tab:orange")):
         for (lr, gamma), style in zip(sorted({(r["step_lr"], r["gamma_scale"]) for r in rows}, reverse=True), ("o-", "s--", "^-.", "d:")):
@@ -46,9 +45,7 @@ def plot(rows: list[dict], mixture: dict, title: str, path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def parse_schedule(text: str) -> tuple[int, float | None, float | None]:

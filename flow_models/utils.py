@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from flow_models.flow_tfp_bijectors import FactorOut, leaf_bijectors
+from pipeline.plotting import pyplot, save_figure
 
 
 def _own_variables(bijector) -> list[tf.Variable]:
@@ -46,10 +47,7 @@ def save_image_grid(images: np.ndarray, path: str | Path, title: str = "", n_col
                     spectrogram: bool = False) -> Path:
     """Save ``images [N, H, W, C]`` in [0, 1] as a PNG grid. ``spectrogram``: mel patches (frequency on the
     vertical axis, low frequencies at the bottom, ``magma`` colour map)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
     n = len(images)
     n_cols = min(n_cols, n)
@@ -72,8 +70,4 @@ def save_image_grid(images: np.ndarray, path: str | Path, title: str = "", n_col
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)

@@ -12,18 +12,17 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.audio_io import atomic_output, load_audio
+from pipeline.audio_io import load_audio
 from pipeline.errors import UserError, run_cli
 from pipeline.mel import MelConfig, mel_basis, mel_power, power_to_db
+from pipeline.plotting import pyplot, save_figure
 from pipeline.triplets import list_triplets, load_triplet
 
 
 def plot_mel_grid(rows: dict[str, dict[str, np.ndarray]], cfg: MelConfig, path: str | Path, title: str = "",
                   max_seconds: float = 12.0) -> None:
     """One row per entry of ``rows`` (``{row label: {panel label: mel_db [n_mels, n_frames]}}``), saved as PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     n_rows = len(rows)
     n_cols = max(len(r) for r in rows.values())
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(4.2 * n_cols, 2.4 * n_rows), squeeze=False, sharex=True, sharey=True)
@@ -49,9 +48,7 @@ def plot_mel_grid(rows: dict[str, dict[str, np.ndarray]], cfg: MelConfig, path: 
         fig.colorbar(image, ax=axes, shrink=0.8, label="dB")
     if title:
         fig.suptitle(title)
-    with atomic_output(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=90)
 
 
 def plot_separation(data_dir: str | Path, estimates: dict[str, str | Path], out: str | Path, cfg: MelConfig,

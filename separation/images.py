@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audio_io import atomic_output
+from pipeline.plotting import pyplot, save_figure
 
 
 def make_image_mixtures(images: np.ndarray, n_pairs: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -36,9 +37,7 @@ def pair_psnr(truth: np.ndarray, estimates: np.ndarray) -> np.ndarray:
 def plot_image_separation(mixtures: np.ndarray, truth: np.ndarray, estimates: np.ndarray, path: str | Path,
                           n_show: int = 8, title: str = "") -> None:
     """Columns: pairs; rows: mixture, truth 1, truth 2, estimate 1, estimate 2."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     n = min(n_show, len(mixtures))
     rows = [("mixture", mixtures), ("truth 1", truth[0]), ("truth 2", truth[1]), ("estimate 1", estimates[0]), ("estimate 2", estimates[1])]
     fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.4 * len(rows)), squeeze=False)
@@ -51,9 +50,7 @@ def plot_image_separation(mixtures: np.ndarray, truth: np.ndarray, estimates: np
         axes[i, 0].set_ylabel(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    with atomic_output(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def write_image_report(path: str | Path, scores: np.ndarray, extra: dict) -> dict:

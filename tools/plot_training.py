@@ -20,6 +20,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.errors import UserError, log, run_cli  # noqa: E402
+from pipeline.plotting import pyplot, save_figure  # noqa: E402
 
 Curve = list[tuple[int, float]]
 
@@ -49,9 +50,7 @@ def summary_rows(curves: dict[str, dict[str, Curve]]) -> list[str]:
 
 
 def plot(curves: dict[str, dict[str, Curve]], tags: Sequence[str], out: Path, log_y: bool) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(tags), figsize=(5 * len(tags), 3.6), squeeze=False)
     for ax, tag in zip(axes[0], tags):
         for run, by_tag in curves.items():
@@ -61,9 +60,7 @@ def plot(curves: dict[str, dict[str, Curve]], tags: Sequence[str], out: Path, lo
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out, dpi=120)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
