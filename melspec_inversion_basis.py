@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(f"{r} {m}" for r, m in DEFAULT_MEL_INVERSE.items()) + ")")
     p.add_argument("--griffinlim-iters", type=int, default=d.griffinlim_iters,
                    help=f"Griffin-Lim iterations, route griffinlim (default: {d.griffinlim_iters})")
+    p.add_argument("--mask-exponent", type=float, default=d.mask_exponent,
+                   help="route wiener: masks |S_j|^a / sum_k |S_k|^a from the separated mels; 2 is the power "
+                        f"ratio (Wiener), larger values sharpen the masks towards binary (default: {d.mask_exponent:g})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed of Griffin-Lim's initial phase (default: {d.seed})")
     p.add_argument("--layout", choices=LAYOUTS, default="per-mixture",
                    help="per-mixture: OUT/<stem>/{piano,violin}.wav; per-source: OUT/{piano,violin}/<stem>.wav "
@@ -54,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
-    inv = InversionConfig(route=a.route, mel_inverse=a.mel_inverse, griffinlim_iters=a.griffinlim_iters, seed=a.seed)
+    inv = InversionConfig(route=a.route, mel_inverse=a.mel_inverse, griffinlim_iters=a.griffinlim_iters, seed=a.seed,
+                          mask_exponent=a.mask_exponent)
     if a.true_mels_from:
         from pipeline.mel import MelConfig
         cfg = MelConfig.load(a.mel_params) if a.mel_params else MelConfig()

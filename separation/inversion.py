@@ -13,8 +13,8 @@ The mels describe the *gain-normalised* mixture ``g · m`` (librosa centred STFT
 a non-negative least-squares fit or the (level-normalised) transpose of the mel filterbank
 (:func:`pipeline.masks.mel_to_linear_power`). The three routes:
 
-- ``wiener``: masks ``M_j = L(P_j) / Σ_k L(P_k)`` (bins outside fmin..fmax copy the nearest covered
-  bin) applied to the mixture STFT, ``Ŝ_j = M_j ⊙ STFT(m)``: the single-channel Wiener filter
+- ``wiener``: masks ``M_j = L(P_j)^(a/2) / Σ_k L(P_k)^(a/2)`` (bins outside fmin..fmax copy the nearest
+  covered bin; ``a`` the mask exponent on magnitudes, 2 by default: the power ratio) applied to the mixture STFT, ``Ŝ_j = M_j ⊙ STFT(m)``: the single-channel Wiener filter
   (Benaroya, Bimbot & Gribonval 2006; Liutkus & Badeau 2015), the best route of the original
   BASIS project (Jayaram & Thickstun 2020). The gain cancels in the ratio; the estimates sum to the mixture.
 - ``magnitude``: ``Ŝ_j = sqrt(L(P_j)) / g · exp(i ∠STFT(m))``: the separated magnitude, back at the
@@ -56,6 +56,7 @@ class InversionConfig:
     mel_inverse: str | None = None        # one of MEL_INVERSES; None: DEFAULT_MEL_INVERSE[route]
     griffinlim_iters: int = 64            # Griffin-Lim iterations (route griffinlim)
     seed: int = 0                         # Griffin-Lim initial phase
+    mask_exponent: float = 2.0            # a (route wiener): masks |S_j|^a / Σ_k |S_k|^a; 2 power ratio (Wiener)
 
     def __post_init__(self):
         if self.route not in ROUTES:
@@ -64,6 +65,8 @@ class InversionConfig:
             raise UserError(f"--mel-inverse: unknown {self.mel_inverse!r}; choose one of {', '.join(MEL_INVERSES)}")
         if self.griffinlim_iters < 1:
             raise UserError(f"--griffinlim-iters: must be >= 1, got {self.griffinlim_iters}")
+        if not (np.isfinite(self.mask_exponent) and self.mask_exponent > 0):
+            raise UserError(f"--mask-exponent: must be a positive number, got {self.mask_exponent}")
 
     @property
     def resolved_mel_inverse(self) -> str:
@@ -103,9 +106,13 @@ def linear_power(mel_power: np.ndarray, basis: np.ndarray, method: str) -> np.nd
     return linear
 
 
-def wiener_masks(mel_power: np.ndarray, basis: np.ndarray, method: str) -> np.ndarray:
-    """Masks ``[n_sources, n_bins, n_frames]`` summing to 1 from mel powers ``[n_sources, n_mels, n_frames]``."""
-    return fill_uncovered_bins(ratio_masks(mel_to_linear_power(mel_power, basis, method), alpha=1.0), basis)
+def wiener_masks(mel_power: np.ndarray, basis: np.ndarray, method: str, exponent: float = 2.0) -> np.ndarray:
+    """Masks ``[n_sources, n_bins, n_frames]`` summing to 1 from mel powers ``[n_sources, n_mels, n_frames]``.
+
+    ``exponent`` applies to magnitudes: 2 gives the power ratio (Wiener), larger values tend to binary masks.
+    """
+    linear = mel_to_linear_power(mel_power, basis, method)
+    return fill_uncovered_bins(ratio_masks(linear, alpha=exponent / 2.0), basis)
 
 
 def invert_mixture(mixture: np.ndarray, mels: np.ndarray, gain: float, cfg: MelConfig, inv: InversionConfig,
@@ -120,7 +127,7 @@ def invert_mixture(mixture: np.ndarray, mels: np.ndarray, gain: float, cfg: MelC
     mel_power = scaled_mel_to_power(mels, cfg)
     n_samples = len(mixture)
     if inv.route == "wiener":
-        separated = apply_masks(stft(mixture, cfg), wiener_masks(mel_power, basis, method))
+        separated = apply_masks(stft(mixture, cfg), wiener_masks(mel_power, basis, method, inv.mask_exponent))
         return np.stack([istft(s, cfg, n_samples) for s in separated])
     magnitudes = np.sqrt(linear_power(mel_power, basis, method)) / gain           # [J, n_bins, n_frames]
     if inv.route == "magnitude":

@@ -13,7 +13,7 @@ from pipeline.errors import UserError, log, run_cli
 from pipeline.mel import MelConfig, mel_basis, mel_power, mel_scaled
 from separation.audio import TARGET_RMS_DB
 from separation.inversion import (SOURCES, InversionConfig, invert_folder, linear_power, read_separated,
-                                 write_true_mels)
+                                 wiener_masks, write_true_mels)
 
 CFG = MelConfig()
 
@@ -72,6 +72,24 @@ def test_wiener_is_the_mel_oracle_and_sums_to_the_mixture(inverted):
     np.testing.assert_allclose(estimates.sum(axis=0), mix, atol=1e-4)
     oracle = mel_oracle(mix, sources, CFG)          # same maths from the unclipped, un-normalised mel powers
     assert np.sqrt(np.mean((estimates - oracle) ** 2)) < 1e-3 * np.sqrt(np.mean(sources ** 2))
+
+
+def test_mask_exponent_sharpens_the_wiener_masks():
+    rng = np.random.default_rng(0)
+    basis = mel_basis(CFG)
+    powers = rng.gamma(0.5, 1.0, size=(2, CFG.n_mels, 20))                       # two sources' mel powers
+    masks = {a: wiener_masks(powers, basis, "transpose", a) for a in (1.0, 2.0, 4.0)}
+    for m in masks.values():
+        np.testing.assert_allclose(m.sum(axis=0), 1.0, atol=1e-6)
+        assert m.min() >= 0.0 and m.max() <= 1.0
+    linear = np.stack([linear_power(p, basis, "transpose") for p in powers])
+    covered = basis.sum(axis=0) > 0
+    power_ratio = linear[0] / linear.sum(axis=0)
+    np.testing.assert_allclose(masks[2.0][0][covered], power_ratio[covered], rtol=1e-6)     # 2: Wiener
+    sharpness = {a: np.abs(m[0][covered] - 0.5).mean() for a, m in masks.items()}
+    assert sharpness[1.0] < sharpness[2.0] < sharpness[4.0] < 0.5
+    with pytest.raises(UserError, match="mask-exponent"):
+        InversionConfig(mask_exponent=0.0)
 
 
 def test_routes_separate_true_mels(inverted):
@@ -179,3 +197,18 @@ def test_moved_mixtures_and_changed_mixture(tiny_sep):
     save_audio(moved / "noise.wav", np.zeros(CFG.sample_rate // 2, np.float32), CFG.sample_rate)
     with pytest.raises(UserError, match="changed after separation"):
         invert_folder(tiny_sep / "sep", tiny_sep / "out", InversionConfig(), mixture_dir=moved, progress=False)
+
+
+def test_mask_bench_re_inverts_every_exponent(true_sep, tmp_path, capsys):
+    from bench import masks
+    data, sep = true_sep
+    assert masks.main(["--data", str(data), "--sep", f"oracle={sep}", "--exponents", "2", "4",
+                       "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "masks.json").read_text())["rows"]
+    assert [(r["method"], r["exponent"]) for r in rows] == [("oracle", 2.0), ("oracle", 4.0)]
+    mixture = evaluate_methods(data, {"mixture": None}, CFG.sample_rate, progress=False)[1]["mixture"]
+    for row in rows:                             # true mels through either mask separate far above the mixture
+        assert all(row["sdr"][s] > mixture[s]["SDR"] + 6.0 for s in SOURCES), row
+    assert "| oracle | 4 |" in capsys.readouterr().out
+    with pytest.raises(UserError, match="LABEL=FOLDER"):
+        masks.main(["--data", str(data), "--sep", str(sep), "--out", str(tmp_path)])
