@@ -76,6 +76,8 @@ class TrainConfig:
     batch_size: int                     # GLOBAL batch size (split across replicas)
     learning_rate: float = 1e-3         # Adam step size after warm-up
     warmup_steps: int = 0               # linear warm-up of the learning rate from 0 over this many steps
+    lr_decay_start: int = 0             # cosine decay of the learning rate from this step to `steps`; 0: none
+    lr_final_fraction: float = 0.1      # the learning rate at `steps` as a fraction of learning_rate (with decay)
     grad_clip_norm: float | None = 1.0  # clip the global gradient norm (after the all-reduce); None: no clipping
     ema_decay: float = 0.0              # exponential moving average of the weights; 0 disables it
     log_every: int = 50                 # steps between TensorBoard scalars / log lines
@@ -93,6 +95,11 @@ class TrainConfig:
             raise UserError(f"--steps and --batch-size must be >= 1 (got {self.steps}, {self.batch_size})")
         if not self.learning_rate > 0:
             raise UserError(f"--learning-rate must be > 0, not {self.learning_rate}")
+        if self.lr_decay_start < 0 or (self.lr_decay_start and self.lr_decay_start >= self.steps):
+            raise UserError(f"--lr-decay-start must be 0 (no decay) or a step before --steps {self.steps}, "
+                            f"not {self.lr_decay_start}")
+        if not 0.0 < self.lr_final_fraction <= 1.0:
+            raise UserError(f"--lr-final-fraction must be in (0, 1], not {self.lr_final_fraction}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise UserError(f"--ema-decay must be in [0, 1), not {self.ema_decay}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
@@ -115,6 +122,11 @@ def add_train_arguments(parser, defaults: TrainConfig | None = None) -> None:
                    help=f"Adam learning rate after warm-up (default {d.learning_rate:g})")
     g.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
                    help=f"linear learning-rate warm-up, steps (default {d.warmup_steps})")
+    g.add_argument("--lr-decay-start", type=int, default=d.lr_decay_start,
+                   help="cosine decay of the learning rate from this step to --steps (a function of the step, so "
+                        f"a resumed run follows the same curve); 0: constant (default {d.lr_decay_start})")
+    g.add_argument("--lr-final-fraction", type=float, default=d.lr_final_fraction,
+                   help=f"learning rate at --steps as a fraction of --learning-rate (default {d.lr_final_fraction:g})")
     g.add_argument("--grad-clip-norm", type=float, default=d.grad_clip_norm,
                    help=f"clip the global gradient norm to this value; 0 disables (default {d.grad_clip_norm})")
     g.add_argument("--ema-decay", type=float, default=d.ema_decay,
@@ -144,6 +156,7 @@ def train_config_from_args(args) -> TrainConfig:
     """
     cfg = TrainConfig(run_dir=args.run_dir, steps=args.steps, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+                      lr_decay_start=args.lr_decay_start, lr_final_fraction=args.lr_final_fraction,
                       grad_clip_norm=args.grad_clip_norm or None, ema_decay=args.ema_decay,
                       log_every=args.log_every, checkpoint_every=args.checkpoint_every,
                       sample_every=args.sample_every, keep_checkpoints=args.keep_checkpoints, seed=args.seed,
@@ -220,22 +233,32 @@ def _copy_from_chief(strategy: tf.distribute.Strategy, variables) -> None:
     copy()
 
 
-def _warmup_schedule(learning_rate: float, warmup_steps: int):
+def _lr_schedule(learning_rate: float, warmup_steps: int = 0, decay_start: int = 0, total_steps: int = 0,
+                 final_fraction: float = 0.1):
+    """Adam's step size as a function of the optimizer step: linear warm-up, constant, then cosine decay.
+
+    ``learning_rate · min(1, (step + 1) / warmup_steps) · d(step)`` with ``d = 1`` before ``decay_start`` (or
+    without decay) and ``d = f + (1 − f) (1 + cos(π u)) / 2``, ``u = (step − decay_start) / (total_steps −
+    decay_start)`` clipped to [0, 1], after it: ``learning_rate · f`` at ``total_steps``.
+    """
     import tf_keras
 
-    class LinearWarmup(tf_keras.optimizers.schedules.LearningRateSchedule):
-        """``learning_rate * min(1, (step + 1) / warmup_steps)``."""
-
+    class WarmupCosineDecay(tf_keras.optimizers.schedules.LearningRateSchedule):
         def __call__(self, step):
-            if warmup_steps <= 0:
-                return tf.constant(learning_rate, tf.float32)
-            ramp = tf.cast(step + 1, tf.float32) / float(warmup_steps)
-            return learning_rate * tf.minimum(1.0, ramp)
+            step = tf.cast(step, tf.float32)
+            lr = tf.constant(learning_rate, tf.float32)
+            if warmup_steps > 0:
+                lr = lr * tf.minimum(1.0, (step + 1.0) / float(warmup_steps))
+            if decay_start > 0:
+                u = tf.clip_by_value((step - decay_start) / float(total_steps - decay_start), 0.0, 1.0)
+                lr = lr * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + tf.cos(np.pi * u)))
+            return lr
 
         def get_config(self):
-            return {"learning_rate": learning_rate, "warmup_steps": warmup_steps}
+            return {"learning_rate": learning_rate, "warmup_steps": warmup_steps, "decay_start": decay_start,
+                    "total_steps": total_steps, "final_fraction": final_fraction}
 
-    return LinearWarmup()
+    return WarmupCosineDecay()
 
 
 class WeightEMA(tf.Module):
@@ -359,7 +382,8 @@ def train(build_model: Callable[[], tf.Module], loss_fn: Callable[[tf.Module, An
         model = build_model()
         variables = list(model.trainable_variables)
         assert variables, "build_model() returned a module without trainable variables (Keras 3 layers inside?)"
-        optimizer = tf_keras.optimizers.Adam(learning_rate=_warmup_schedule(cfg.learning_rate, cfg.warmup_steps),
+        optimizer = tf_keras.optimizers.Adam(learning_rate=_lr_schedule(cfg.learning_rate, cfg.warmup_steps, cfg.lr_decay_start,
+                                                                            cfg.steps, cfg.lr_final_fraction),
                                              jit_compile=cfg.jit_compile)
         optimizer.build(variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")

@@ -67,8 +67,19 @@ def test_ema_weights_are_returned_and_loaded(tmp_path):
 
 
 def test_warmup_schedule_is_linear_then_constant():
-    schedule = train_utils._warmup_schedule(1e-3, 4)
+    schedule = train_utils._lr_schedule(1e-3, 4)
     np.testing.assert_allclose([float(schedule(s)) for s in range(6)], [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+
+
+def test_cosine_decay_runs_from_the_decay_start_to_the_final_fraction():
+    schedule = train_utils._lr_schedule(1e-3, decay_start=10, total_steps=20, final_fraction=0.1)
+    lrs = np.array([float(schedule(s)) for s in range(25)])
+    np.testing.assert_allclose(lrs[:11], 1e-3, rtol=1e-6)                       # constant up to the start
+    np.testing.assert_allclose(lrs[15], 1e-3 * (0.1 + 0.9 * 0.5), rtol=1e-6)    # half-way: cos(π/2) = 0
+    np.testing.assert_allclose(lrs[20:], 1e-4, rtol=1e-5)                       # final fraction, then held
+    assert np.all(np.diff(lrs[10:21]) < 0)
+    with pytest.raises(UserError, match="lr-decay-start"):
+        config("unused", steps=10, lr_decay_start=10)
 
 
 def test_load_model_without_checkpoint_is_a_user_error(tmp_path):
