@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import speed  # noqa: E402
 from pipeline.errors import UserError  # noqa: E402
 from pipeline.mel import MelConfig  # noqa: E402
+from separation.basis import BasisConfig  # noqa: E402
 
 
 def test_speed_table_for_the_shipped_glow(mel_dir, tmp_path, capsys):
@@ -33,7 +34,10 @@ def test_without_shipped_priors_the_bench_times_untrained_networks_of_the_shippe
     assert origin == "untrained, shipped shape" and steps == 100 and len(priors) == 2
     assert priors[0].image_shape == (96, 64, 1) and priors[0].model.config.width == 16
     assert speed.priors_of("noisy_glow", None, MelConfig())[0] == []
-    assert speed.default_steps([str(Path(__file__).resolve().parents[1] / "pretrained" / "ncsn_piano")]) == 10
+    shipped = Path(__file__).resolve().parents[1] / "pretrained" / "ncsn_piano"
+    tuned = json.loads((shipped / "basis.json").read_text())["n_steps_per_level"]
+    assert tuned != BasisConfig.n_steps_per_level                  # the shipped T differs from the class default
+    assert speed.default_steps([str(shipped)]) == tuned
 
 
 def test_speed_without_mel_data_is_a_user_error(tmp_path):
