@@ -50,8 +50,8 @@ def estimate_folders(data: Path, seps: dict[str, Path], nmf_model: str | None, e
                           mixture_dir=data / "mix", progress=False)
         if model is not None:
             folders["NMF", a] = work / f"NMF_a{a:g}"
-            model.config = dataclasses.replace(model.config, mask_exponent=a)
-            nmf.separate_folder(model, data, folders["NMF", a], progress=False)
+            sharpened = nmf.NMFModel(dataclasses.replace(model.config, mask_exponent=a), model.dictionaries, model.info)
+            nmf.separate_folder(sharpened, data, folders["NMF", a], progress=False)
     return folders
 
 

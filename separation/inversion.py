@@ -14,7 +14,8 @@ a non-negative least-squares fit or the (level-normalised) transpose of the mel 
 (:func:`pipeline.masks.mel_to_linear_power`). The three routes:
 
 - ``wiener``: masks ``M_j = L(P_j)^(a/2) / Σ_k L(P_k)^(a/2)`` (bins outside fmin..fmax copy the nearest
-  covered bin; ``a`` the mask exponent on magnitudes, 2 by default: the power ratio) applied to the mixture STFT, ``Ŝ_j = M_j ⊙ STFT(m)``: the single-channel Wiener filter
+  covered bin; ``a`` the mask exponent on magnitudes, 2 by default: the power ratio) applied to the mixture
+  STFT, ``Ŝ_j = M_j ⊙ STFT(m)``: with ``a = 2`` the single-channel Wiener filter
   (Benaroya, Bimbot & Gribonval 2006; Liutkus & Badeau 2015), the best route of the original
   BASIS project (Jayaram & Thickstun 2020). The gain cancels in the ratio; the estimates sum to the mixture.
 - ``magnitude``: ``Ŝ_j = sqrt(L(P_j)) / g · exp(i ∠STFT(m))``: the separated magnitude, back at the
