@@ -79,11 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError("nothing to evaluate: give --sep LABEL=FOLDER and/or --nmf-model")
     if any(x <= 0 for x in a.exponents):
         raise UserError(f"--exponents: must be positive, got {a.exponents}")
-    folders = estimate_folders(a.data, seps, a.nmf_model, a.exponents, a.out / "estimates")
-    rows = []
-    for (method, exponent), folder in sorted(folders.items()):
-        summary = bss_eval_v4.summarize(bss_eval_v4.evaluate_folder(a.data, folder, 16000, progress=False))
-        rows.append({"method": method, "exponent": exponent, "sdr": {s: summary[s]["SDR"] for s in SOURCES}})
+    folders = dict(sorted(estimate_folders(a.data, seps, a.nmf_model, a.exponents, a.out / "estimates").items()))
+    summaries = bss_eval_v4.evaluate_methods(a.data, folders, progress=False)[1]
+    rows = [{"method": method, "exponent": exponent, "sdr": {s: summaries[method, exponent][s]["SDR"] for s in SOURCES}}
+            for method, exponent in folders]
     text = table(rows)
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "masks.json").write_text(json.dumps({"data": str(a.data), "sep": {k: str(v) for k, v in seps.items()},
