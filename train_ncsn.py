@@ -14,6 +14,7 @@ NCSNv2 options: --sigma-max auto (largest pairwise distance of the training data
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import pathlib
@@ -73,6 +74,12 @@ def build_parser(dataset: str = "digits") -> argparse.ArgumentParser:
                    help=f"melspec: TFRecord folder with train/, test/ and mel_params.json, as written by "
                         f"pipeline.wav_to_spec or `make demo` (default {DataConfig.mel_dir})")
     g.add_argument("--source", choices=SOURCES, default="piano", help="melspec: which instrument (default piano)")
+    g.add_argument("--tilt-db", type=float, default=0.0,
+                   help="melspec: timbre augmentation, a random spectral tilt of up to ± this many dB from the "
+                        "lowest to the highest mel band on each training patch; 0: off (default 0)")
+    g.add_argument("--init-from", metavar="RUN_DIR",
+                   help="start a new run from the weights (EMA when kept) of another run's latest checkpoint, e.g. "
+                        "to fine-tune a prior on other data; the network flags must match that run's")
 
     g = p.add_argument_group("score network (ncsn.config.NCSNConfig)")
     g.add_argument("--width", type=int, default=preset["width"],
@@ -162,13 +169,30 @@ def sample_only(args) -> int:
     return 0
 
 
+def initial_weights_from(run_dir: str, network: NCSNConfig, build):
+    """``build`` wrapped to load ``run_dir``'s latest weights (EMA when kept); a :class:`UserError` when that run's
+    network differs from ``network``. (A resumed run then restores its own checkpoint over them.)"""
+    import dataclasses
+    from train_utils import load_model
+    saved = saved_network_config(run_dir)
+    if saved is None:
+        raise UserError(f"--init-from {run_dir}: no NCSN run there (no readable config.json)")
+    ours = json.loads(json.dumps(dataclasses.asdict(network)))
+    differs = sorted(k for k in set(saved) | set(ours) if saved.get(k) != ours.get(k))
+    if differs:
+        raise UserError(f"--init-from {run_dir}: its network differs in {', '.join(differs)}; "
+                        f"repeat its network flags")
+    return lambda: load_model(run_dir, build, use_ema=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     drop_sampler_from_saved_config(args.run_dir)
     if args.sample_only:
         return sample_only(args)
     train_cfg = train_config_from_args(args)
-    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, mel_dir=args.mel_dir, source=args.source)
+    data = DataConfig(dataset=args.dataset, data_dir=args.data_dir, mel_dir=args.mel_dir, source=args.source,
+                      tilt_db=args.tilt_db)
     image_shape = data.image_shape()
     sigma_max, n_sigmas = resolve_sigmas(args, data, image_shape)
     network = NCSNConfig(image_shape=image_shape, width=args.width, channel_multipliers=args.channel_multipliers,
@@ -182,8 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ncsn.model import ScoreNetwork
     dataset = data.dataset_fn("train", train_cfg.batch_size, shuffle=True, repeat=True, seed=train_cfg.seed)
     eval_fn = make_eval_fn(data.examples("test", args.eval_examples)) if args.eval_examples else None
-    model = train(lambda: ScoreNetwork(network, seed=train_cfg.seed).build(), make_loss_fn(), dataset, train_cfg,
-                  model_config_dict(network, data),
+    model_config = model_config_dict(network, data)
+    build = lambda: ScoreNetwork(network, seed=train_cfg.seed).build()     # noqa: E731
+    if args.init_from:
+        build = initial_weights_from(args.init_from, network, build)
+        model_config["init_from"] = args.init_from
+    model = train(build, make_loss_fn(), dataset, train_cfg, model_config,
                   sample_fn=make_sample_fn(sampler, data, seed=train_cfg.seed, n_wavs=args.n_wavs),
                   eval_fn=eval_fn)
     log.info("%s: %d parameters; samples in %s/samples", train_cfg.run_dir, model.n_parameters(), train_cfg.run_dir)

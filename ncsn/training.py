@@ -45,10 +45,13 @@ class DataConfig:
     data_dir: str | None = None          # folder with mnist.npz / cifar-10-batches-py (image datasets)
     mel_dir: str = "data/demo/mel"       # TFRecord folder of pipeline.wav_to_spec (melspec)
     source: str = "piano"                # melspec: which instrument's patches
+    tilt_db: float = 0.0                 # melspec training: random spectral tilt augmentation, ± dB over the band
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise UserError(f"--dataset: must be one of {', '.join(DATASETS)}, not {self.dataset!r}")
+        if self.tilt_db < 0 or (self.tilt_db and not self.is_mel):
+            raise UserError(f"--tilt-db: must be >= 0 and only applies to --dataset melspec (got {self.tilt_db})")
         if self.source not in SOURCES:
             raise UserError(f"--source: must be one of {', '.join(SOURCES)}, not {self.source!r}")
 
@@ -71,7 +74,7 @@ class DataConfig:
         if self.is_mel:
             from pipeline.dataloader import source_patch_dataset
             return source_patch_dataset(self.mel_dir, split, self.source, batch_size, shuffle=shuffle,
-                                        repeat=repeat, seed=seed)
+                                        repeat=repeat, seed=seed, tilt_db=self.tilt_db if split == "train" else 0.0)
         images = load_images(self.dataset, split, self.data_dir)
         ds = tf.data.Dataset.from_tensor_slices(images)
         if shuffle:
@@ -101,7 +104,10 @@ def sigma_max_from_data(data: DataConfig, max_examples: int = 2000) -> float:
 def model_config_dict(network: NCSNConfig, data: DataConfig) -> dict:
     """The ``"model"`` section of ``config.json``."""
     sigma_levels = geometric_sigmas(network.sigma_max, network.sigma_min, network.n_sigmas)
-    return {"network": dataclasses.asdict(network), "data": dataclasses.asdict(data),
+    data_dict = dataclasses.asdict(data)
+    if not data.tilt_db:
+        del data_dict["tilt_db"]     # runs started before the augmentation existed resume with an equal config
+    return {"network": dataclasses.asdict(network), "data": data_dict,
             "sigma_levels": [float(s) for s in sigma_levels]}
 
 

@@ -43,12 +43,29 @@ def tfrecord_files(mel_dir: str | Path, split: str, source: str) -> list[str]:
     return files
 
 
+def random_spectral_tilt(patch: tf.Tensor, max_tilt_db: float, cfg: MelConfig, seed: tf.Tensor) -> tf.Tensor:
+    """Timbre augmentation: tilt a scaled mel patch ``[n_mels, frames, 1]`` by a random dB slope.
+
+    The slope ``t`` is uniform in ``[-max_tilt_db, max_tilt_db]`` dB from the lowest to the highest mel band; band
+    ``k`` of ``K`` gets ``t * (k / (K - 1) - 1/2)`` dB (the middle band keeps its level), like a brighter or darker
+    instrument or microphone. Bins at the silence floor (0) stay there; the result is clipped to [0, 1].
+    ``seed``: int32 ``[2]`` of a stateless op.
+    """
+    n_mels = patch.shape[0]
+    slope_db = tf.random.stateless_uniform([], seed, -max_tilt_db, max_tilt_db)
+    bands = tf.linspace(-0.5, 0.5, n_mels)[:, None, None]
+    tilted = tf.clip_by_value(patch + slope_db * bands / (cfg.db_max - cfg.db_min), 0.0, 1.0)
+    return tf.where(patch > 0.0, tilted, patch)
+
+
 def source_patch_dataset(mel_dir: str | Path, split: str, source: str, batch_size: int, shuffle: bool = True,
-                         repeat: bool = True, seed: int = 0, check: bool = True) -> tf.data.Dataset:
+                         repeat: bool = True, seed: int = 0, check: bool = True,
+                         tilt_db: float = 0.0) -> tf.data.Dataset:
     """Batches ``[batch_size, n_mels, patch_frames, 1]`` float32 in [0, 1] of ``source`` patches.
 
     ``check`` reads every record once first, so a corrupt file is reported by name before training
-    starts rather than as a ``DataLossError`` mid-run.
+    starts rather than as a ``DataLossError`` mid-run. ``tilt_db > 0`` applies
+    :func:`random_spectral_tilt` to every patch (a new slope each time it is drawn; seeded by ``seed``).
     """
     cfg = load_mel_config(mel_dir)
     files = tfrecord_files(mel_dir, split, source)
@@ -68,6 +85,10 @@ def source_patch_dataset(mel_dir: str | Path, split: str, source: str, batch_siz
     shape = (cfg.n_mels, cfg.patch_frames, 1)
     ds = ds.map(lambda s: tf.ensure_shape(tf.reshape(parse_array_example(s)["array"], shape), shape),
                 num_parallel_calls=AUTOTUNE)
+    if tilt_db > 0:
+        seeds = tf.data.Dataset.random(seed=seed).batch(2).map(lambda v: tf.cast(v % (2**31 - 1), tf.int32))
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda x, s: random_spectral_tilt(x, tilt_db, cfg, s),
+                                                  num_parallel_calls=AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=repeat).prefetch(AUTOTUNE)
 
 

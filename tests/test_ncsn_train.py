@@ -65,6 +65,28 @@ def test_resume_continues_the_step_count_and_ema_weights_load(tmp_path, caplog):
         train_ncsn.main([*args, "--steps", "10", "--width", "16"])
 
 
+def test_init_from_starts_a_new_run_at_the_other_runs_weights(tmp_path):
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    common = ["--dataset", "digits", "--batch-size", "16", "--log-every", "2", *TINY_NET, *TWO_STAGES]
+    train_ncsn.main([*common, "--run-dir", str(base), "--steps", "20", "--checkpoint-every", "20", "--ema-decay", "0.9"])
+    x = tf.random.uniform((2, 8, 8, 1), seed=1)
+    # One step at a tiny learning rate: the new run's EMA weights stay those of base (and not seed 0's init).
+    train_ncsn.main([*common, "--run-dir", str(tuned), "--steps", "1", "--checkpoint-every", "1", "--ema-decay", "0.9",
+                     "--learning-rate", "1e-9", "--init-from", str(base)])
+    assert checkpoint_step(tuned) == 1
+    np.testing.assert_allclose(load_score_model(tuned)(x, 2).numpy(), load_score_model(base)(x, 2).numpy(),
+                               rtol=1e-4, atol=1e-4)
+    fresh = ScoreNetwork(read_run_configs(base)[0], seed=0)
+    assert not np.allclose(fresh(x, 2).numpy(), load_score_model(tuned)(x, 2).numpy(), atol=1e-3)
+    assert json.loads((tuned / "config.json").read_text())["model"]["init_from"] == str(base)
+    with pytest.raises(UserError, match="differs in width"):
+        train_ncsn.main([*common, "--run-dir", str(tmp_path / "other"), "--steps", "1", "--width", "16",
+                         "--init-from", str(base)])
+    with pytest.raises(UserError, match="no NCSN run"):
+        train_ncsn.main([*common, "--run-dir", str(tmp_path / "other"), "--steps", "1",
+                         "--init-from", str(tmp_path / "missing")])
+
+
 def test_load_score_model_of_a_missing_run_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="config.json"):
         load_score_model(tmp_path / "nothing")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.dataloader import separation_dataset, source_patch_dataset
+from pipeline.dataloader import random_spectral_tilt, separation_dataset, source_patch_dataset
 from pipeline.errors import UserError
 from pipeline.mel import MelConfig, mel_scaled, scale_db, unscale_db
 from pipeline.patches import cut_patches, stitch_patches
@@ -89,6 +89,34 @@ def test_training_patches_are_deterministic_without_shuffle(mel_dir):
     a = next(iter(source_patch_dataset(mel_dir, "train", "piano", 4, shuffle=False, repeat=False)))
     b = next(iter(source_patch_dataset(mel_dir, "train", "piano", 4, shuffle=False, repeat=False)))
     np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_spectral_tilt_is_a_linear_db_slope_that_keeps_silence():
+    cfg = MelConfig()
+    rng = np.random.default_rng(0)
+    patch = rng.uniform(0.2, 0.8, size=(96, 64, 1)).astype(np.float32)
+    patch[:, :5] = 0.0                                           # silent frames
+    seed = tf.constant([3, 4], tf.int32)
+    tilted = random_spectral_tilt(tf.constant(patch), 30.0, cfg, seed).numpy()
+    assert np.all(tilted[:, :5] == 0.0)
+    shift_db = unscale_db(tilted[:, 5:], cfg) - unscale_db(patch[:, 5:], cfg)      # [96, 59, 1]
+    np.testing.assert_allclose(shift_db, np.broadcast_to(shift_db[:, :1], shift_db.shape), atol=1e-3)  # per band
+    per_band = shift_db[:, 0, 0]
+    np.testing.assert_allclose(np.diff(per_band), np.diff(per_band)[0], atol=1e-3)  # linear in the band index
+    slope = per_band[-1] - per_band[0]
+    assert 0.0 < abs(slope) <= 30.0 and abs(per_band[47] + per_band[48]) < 1e-2     # centred on the middle
+    np.testing.assert_array_equal(random_spectral_tilt(tf.constant(patch), 30.0, cfg, seed).numpy(), tilted)
+    other = random_spectral_tilt(tf.constant(patch), 30.0, cfg, tf.constant([5, 6], tf.int32)).numpy()
+    assert not np.allclose(other, tilted)
+
+
+def test_tilted_training_patches_stay_in_range_and_differ_from_the_data(mel_dir):
+    plain = next(iter(source_patch_dataset(mel_dir, "train", "piano", 4, shuffle=False, repeat=False)))
+    tilted = next(iter(source_patch_dataset(mel_dir, "train", "piano", 4, shuffle=False, repeat=False, tilt_db=40.0)))
+    assert tilted.shape == plain.shape
+    assert 0.0 <= float(tf.reduce_min(tilted)) and float(tf.reduce_max(tilted)) <= 1.0
+    assert not np.allclose(tilted.numpy(), plain.numpy())
+    np.testing.assert_array_equal(tilted.numpy() == 0.0, plain.numpy() == 0.0)
 
 
 def test_separation_dataset_aligns_mixture_and_sources(rendered):
