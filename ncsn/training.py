@@ -195,8 +195,9 @@ def make_sample_fn(sampler_config: SamplerConfig, data: DataConfig, seed: int = 
     return sample_fn
 
 
-def load_score_model(run_dir: str | pathlib.Path, use_ema: bool = True) -> ScoreNetwork:
-    """The trained :class:`ScoreNetwork` of ``run_dir`` (EMA weights when the run kept them).
+def load_score_model(run_dir: str | pathlib.Path, use_ema: bool = True, checkpoint: str | None = None) -> ScoreNetwork:
+    """The trained :class:`ScoreNetwork` of ``run_dir`` (EMA weights when the run kept them), from its latest
+    checkpoint or from ``checkpoint`` (a checkpoint prefix such as ``run/checkpoints/ckpt-500``).
 
     ``model(x, sigma_index)`` is the score at ``model.sigma_levels[sigma_index]`` in the run's input units
     (``model.config.image_shape``; [0, 1] pixels or scaled mel dB).
@@ -204,7 +205,7 @@ def load_score_model(run_dir: str | pathlib.Path, use_ema: bool = True) -> Score
     from train_utils import load_model, read_config
     model_config = read_config(run_dir).get("model") or {}
     network, _ = configs_from_dict(model_config)
-    model = load_model(run_dir, lambda: ScoreNetwork(network), use_ema=use_ema)
+    model = load_model(run_dir, lambda: ScoreNetwork(network), use_ema=use_ema, checkpoint=checkpoint)
     saved = np.asarray(model_config.get("sigma_levels", []), np.float32)
     if saved.shape != model.sigma_levels.shape or not np.allclose(saved, model.sigma_levels.numpy(), rtol=1e-5):
         raise UserError(f"{run_dir}/config.json: sigma_levels do not match sigma_max/sigma_min/n_sigmas; "
