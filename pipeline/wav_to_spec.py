@@ -51,17 +51,25 @@ def file_patches(path: Path, cfg: MelConfig, hop_frames: int, silence_db: float,
 
 def build_tfrecords(wav_dir: str | Path, out_dir: str | Path, cfg: MelConfig, train_hop: int = 32,
                     silence_db: float = -60.0, shard_size: int = 2000, progress: bool = True) -> dict:
-    """Write the TFRecords of every split/source under ``out_dir``; returns the summary dict."""
+    """Write the TFRecords of every split/source under ``out_dir``; returns the summary dict.
+
+    A split folder that is absent is left out (an evaluation-only set may have just ``test/``); at least one of
+    :data:`SPLITS` must be there, and a split that is there needs both instruments.
+    """
     from tqdm import tqdm
     wav_dir, out_dir = Path(wav_dir), Path(out_dir)
     if not wav_dir.is_dir():
         raise UserError(f"{wav_dir}: folder not found (expected {{train,test}}/{{piano,violin}}/*.wav)")
     if not 0 < train_hop <= cfg.patch_frames:
         raise UserError(f"--train-hop must be in 1..{cfg.patch_frames}, got {train_hop}")
+    splits = [split for split in SPLITS if (wav_dir / split).is_dir()]
+    if not splits:
+        raise UserError(f"{wav_dir}: neither {' nor '.join(f'{s}/' for s in SPLITS)} found "
+                        f"(expected {{train,test}}/{{piano,violin}}/*.wav)")
     (out_dir / "mel_params.json").unlink(missing_ok=True)      # an interrupted rebuild must not look complete
     basis = mel_basis(cfg)
     summary: dict = {"patches": {}, "skipped": []}
-    for split in SPLITS:
+    for split in splits:
         for source in SOURCES:
             folder = wav_dir / split / source
             if not folder.is_dir():

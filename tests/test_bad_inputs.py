@@ -87,6 +87,19 @@ def test_folder_with_only_unusable_files_is_an_error(tmp_path):
     assert not (tmp_path / "mel" / "mel_params.json").exists()      # incomplete build is not marked complete
 
 
+def test_an_evaluation_only_folder_builds_its_test_split_and_a_folder_without_splits_is_an_error(tmp_path):
+    make_wav_tree(tmp_path / "wav", {f"test/{src}/piece.wav": tone(5.0) for src in ("piano", "violin")})
+    summary = build_tfrecords(tmp_path / "wav", tmp_path / "mel", MelConfig(), progress=False)
+    assert set(summary["patches"]) == {"test/piano", "test/violin"} and summary["patches"]["test/piano"] > 0
+    assert (tmp_path / "mel" / "mel_params.json").is_file() and not (tmp_path / "mel" / "train").exists()
+    make_wav_tree(tmp_path / "flat", {"piano/piece.wav": tone(5.0)})
+    with pytest.raises(UserError, match=r"flat: neither train/ nor test/ found"):
+        build_tfrecords(tmp_path / "flat", tmp_path / "mel2", MelConfig(), progress=False)
+    make_wav_tree(tmp_path / "half", {"test/piano/piece.wav": tone(5.0)})
+    with pytest.raises(UserError, match=r"test/violin: folder not found"):
+        build_tfrecords(tmp_path / "half", tmp_path / "mel3", MelConfig(), progress=False)
+
+
 def test_corrupt_tfrecord_is_named(mel_dir, tmp_path):
     broken = tmp_path / "mel"
     shutil.copytree(mel_dir, broken)
