@@ -123,7 +123,9 @@ def build_parser(dataset: str = "digits") -> argparse.ArgumentParser:
                    help="do not train: draw samples from the latest checkpoint of --run-dir with the sampler flags "
                         "(the data and network settings are read from its config.json)")
     g.add_argument("--eval-examples", type=int, default=256,
-                   help="held-out examples for the DSM loss at each checkpoint; 0 disables (default 256)")
+                   help="held-out examples for the DSM loss at each checkpoint (melspec: also on as many patches "
+                        "of the other instrument, logged as eval/dsm_loss_other and eval/dsm_loss_gap = other - "
+                        "own); 0 disables (default 256)")
 
     add_train_arguments(p, TrainConfig(run_dir=f"runs/ncsn_{dataset}", steps=preset["steps"],
                                        batch_size=preset["batch_size"], learning_rate=1e-3,
@@ -205,7 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ncsn.model import ScoreNetwork
     dataset = data.dataset_fn("train", train_cfg.batch_size, shuffle=True, repeat=True, seed=train_cfg.seed)
-    eval_fn = make_eval_fn(data.examples("test", args.eval_examples)) if args.eval_examples else None
+    eval_fn = None
+    if args.eval_examples:      # melspec: also the loss on the other instrument (eval/dsm_loss_other, eval/dsm_loss_gap)
+        other = data.other_source().examples("test", args.eval_examples) if data.is_mel else None
+        eval_fn = make_eval_fn(data.examples("test", args.eval_examples), other=other)
     model_config = model_config_dict(network, data)
     build = lambda: ScoreNetwork(network, seed=train_cfg.seed).build()     # noqa: E731
     if args.init_from:

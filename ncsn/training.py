@@ -59,6 +59,10 @@ class DataConfig:
     def is_mel(self) -> bool:
         return self.dataset == "melspec"
 
+    def other_source(self) -> "DataConfig":
+        """The same data of the other instrument (melspec), e.g. to check that a prior rejects it."""
+        return dataclasses.replace(self, source=next(s for s in SOURCES if s != self.source))
+
     def mel_config(self) -> MelConfig:
         from pipeline.dataloader import load_mel_config
         return load_mel_config(self.mel_dir)
@@ -133,14 +137,21 @@ def make_loss_fn() -> Callable[[ScoreNetwork, tf.Tensor], tf.Tensor]:
     return loss_fn
 
 
-def make_eval_fn(held_out: np.ndarray, batch_size: int = 64, seed: int = 1234) -> Callable[[ScoreNetwork], dict]:
+def make_eval_fn(held_out: np.ndarray, batch_size: int = 64, seed: int = 1234,
+                 other: np.ndarray | None = None) -> Callable[[ScoreNetwork], dict]:
     """``eval_fn(model) -> metrics``: DSM loss on ``held_out [N, H, W, C]`` at every level with fixed noise.
 
     Metrics (per example, same units as ``train/loss``): ``dsm_loss`` (mean over levels), and
-    ``dsm_loss_level_first`` / ``dsm_loss_level_last`` at σ_1 and σ_L.
+    ``dsm_loss_level_first`` / ``dsm_loss_level_last`` at σ_1 and σ_L. With ``other [M, H, W, C]`` (held-out
+    examples of the *other* source), also ``dsm_loss_other`` (the same loss on them) and ``dsm_loss_gap`` =
+    other − own: how much better the prior explains its own source than the other one. BASIS needs that gap:
+    fine-tuned priors with a lower own loss but a smaller gap separated worse (results/prior_finetune/).
     """
     examples = tf.constant(held_out, tf.float32)
     noise = tf.random.stateless_normal(examples.shape, [seed, 0])
+    if other is not None:
+        other_examples = tf.constant(other, tf.float32)
+        other_noise = tf.random.stateless_normal(other_examples.shape, [seed, 0])   # common noise: a steadier gap
     compiled = {}
 
     def eval_fn(model: ScoreNetwork) -> dict[str, float]:
@@ -151,13 +162,21 @@ def make_eval_fn(held_out: np.ndarray, batch_size: int = 64, seed: int = 1234) -
                 sigma_index = tf.fill(tf.shape(x)[:1], level)
                 return tf.reduce_sum(dsm_loss(model, x, model.sigma_levels, sigma_index, level_noise))
             compiled[id(model)] = level_loss
-        per_level = []
-        for level in range(int(model.sigma_levels.shape[0])):
-            totals = [compiled[id(model)](examples[i:i + batch_size], noise[i:i + batch_size], tf.constant(level))
-                      for i in range(0, len(held_out), batch_size)]
-            per_level.append(float(tf.reduce_sum(totals)) / len(held_out))
-        return {"dsm_loss": float(np.mean(per_level)), "dsm_loss_level_first": per_level[0],
-                "dsm_loss_level_last": per_level[-1]}
+        def loss_per_level(x: tf.Tensor, x_noise: tf.Tensor) -> list[float]:
+            per_level = []
+            for level in range(int(model.sigma_levels.shape[0])):
+                totals = [compiled[id(model)](x[i:i + batch_size], x_noise[i:i + batch_size], tf.constant(level))
+                          for i in range(0, int(x.shape[0]), batch_size)]
+                per_level.append(float(tf.reduce_sum(totals)) / int(x.shape[0]))
+            return per_level
+
+        per_level = loss_per_level(examples, noise)
+        metrics = {"dsm_loss": float(np.mean(per_level)), "dsm_loss_level_first": per_level[0],
+                   "dsm_loss_level_last": per_level[-1]}
+        if other is not None:
+            metrics["dsm_loss_other"] = float(np.mean(loss_per_level(other_examples, other_noise)))
+            metrics["dsm_loss_gap"] = metrics["dsm_loss_other"] - metrics["dsm_loss"]
+        return metrics
     return eval_fn
 
 

@@ -60,3 +60,14 @@ def test_missing_checkpoint_other_mel_parameters_and_missing_folder_are_user_err
         eval_prior.score_prior(run, other, None, None, max_examples=8)
     with pytest.raises(UserError, match="test: folder not found"):
         eval_prior.main(["--mel-dir", str(tmp_path / "nowhere"), "--priors", str(run)])
+
+
+def test_a_mel_run_logs_its_loss_on_the_other_instrument_and_the_gap(mel_run):
+    run, mel_dir = mel_run
+    logged = {tag: dict(values) for tag, values in read_scalars(run / "logs").items()}
+    other = eval_prior.score_prior(run, mel_dir, [2, 4], "violin", max_examples=8)   # the piano prior on violin
+    for row in other:
+        step = row["step"]
+        assert logged["eval/dsm_loss_other"][step] == pytest.approx(row["dsm_loss"], rel=1e-4)
+        assert logged["eval/dsm_loss_gap"][step] == pytest.approx(
+            logged["eval/dsm_loss_other"][step] - logged["eval/dsm_loss"][step], rel=1e-4, abs=1e-3)
