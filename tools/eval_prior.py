@@ -26,6 +26,7 @@ from typing import Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.audio_io import atomic_output  # noqa: E402
+from ncsn.training import SOURCES  # noqa: E402
 from pipeline.errors import UserError, log, run_cli  # noqa: E402
 
 COLUMNS = ("prior", "step", "source", "examples", "dsm_loss", "dsm_loss_level_first", "dsm_loss_level_last")
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--priors", nargs="+", required=True, type=Path,
                    help="NCSN run folders or shipped priors (each with config.json and checkpoints/)")
     p.add_argument("--steps", nargs="+", type=int, help="checkpoint steps to score (default: each folder's latest)")
-    p.add_argument("--source", choices=("piano", "violin"),
+    p.add_argument("--source", choices=SOURCES,
                    help="instrument to score every prior on (default: each prior's own)")
     p.add_argument("--max-examples", type=int, default=1000, help="at most this many test patches (default 1000)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
