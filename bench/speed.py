@@ -43,6 +43,7 @@ import tensorflow as tf  # noqa: E402
 
 import train_utils  # noqa: E402
 from bench.timing import device_description, logged_scalars, median_seconds, peak_memory_mb, reset_peak_memory  # noqa: E402
+from ncsn.precision import CONV_DTYPES, resolve_conv_dtype  # noqa: E402
 from pipeline.errors import UserError, run_cli  # noqa: E402
 from pipeline.mel import MelConfig  # noqa: E402
 from separation.basis import BasisConfig, BasisSeparator  # noqa: E402
@@ -56,14 +57,15 @@ CLEAN_FLOW_SCHEDULE = tuple(np.geomspace(1.0, 0.01, 10))
 
 # ------------------------------------------------------------------------------------------ priors
 
-def untrained_priors(family: str, cfg: MelConfig) -> list:
+def untrained_priors(family: str, cfg: MelConfig, conv_dtype: str) -> list:
     """Two untrained priors of the shipped architecture (same cost as trained ones)."""
     shape = (cfg.n_mels, cfg.patch_frames, 1)
     if family == "ncsn":
         from ncsn.config import NCSNConfig
         from ncsn.model import ScoreNetwork
         network = NCSNConfig(image_shape=shape, width=16, n_res_blocks=1, scale_by_sigma=True)
-        return [NCSNPrior(ScoreNetwork(network), name=f"ncsn:untrained_{s}") for s in SOURCES]
+        dtype = resolve_conv_dtype(conv_dtype)
+        return [NCSNPrior(ScoreNetwork(network).set_conv_dtype(dtype), name=f"ncsn:untrained_{s}") for s in SOURCES]
     from flow_models.config import FlowConfig
     from flow_models.flow_builder import Flow
     flow_cfg = FlowConfig(architecture="glow", image_shape=shape, n_levels=3, n_steps=4, hidden_width=64, num_levels=256)
@@ -81,15 +83,15 @@ def default_steps(runs: list[str] | None) -> int:
     return int(tuned_settings(runs[0] if runs else None).get("n_steps_per_level", BasisConfig.n_steps_per_level))
 
 
-def priors_of(family: str, runs: list[str] | None, cfg: MelConfig) -> tuple[list, str, int]:
+def priors_of(family: str, runs: list[str] | None, cfg: MelConfig, conv_dtype: str) -> tuple[list, str, int]:
     if runs is None:
         default = [PRETRAINED / f"{family}_{s}" for s in SOURCES]
         runs = [str(p) for p in default] if all(p.is_dir() for p in default) else None
     if runs is None:
         if family == "noisy_glow":
             return [], "", 0
-        return untrained_priors(family, cfg), "untrained, shipped shape", BasisConfig.n_steps_per_level
-    return [load_prior(family, r) for r in runs], " + ".join(runs), default_steps(runs)
+        return untrained_priors(family, cfg, conv_dtype), "untrained, shipped shape", BasisConfig.n_steps_per_level
+    return [load_prior(family, r, conv_dtype) for r in runs], " + ".join(runs), default_steps(runs)
 
 
 def schedule_of(priors) -> tuple[float, ...]:
@@ -241,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-batch-size", type=int, default=16, help="training batch")
     p.add_argument("--repeats", type=int, default=6, help="timed calls per measurement (median)")
     p.add_argument("--jit", action="store_true", help="XLA-compile everything (jit_compile=True)")
+    p.add_argument("--conv-dtype", choices=CONV_DTYPES, default="float32",
+                   help="dtype of the NCSN convolutions in the separation rows (training rows: float32); "
+                        "auto as in run_basis_sep.py")
     p.add_argument("--out", help="write JSON here and the table as .md beside it")
     return p
 
@@ -257,7 +262,7 @@ def main(argv=None) -> int:
     mixture = next(iter(source_patch_dataset(mel_dir, "test", "piano", args.batch_size, shuffle=False, repeat=True)))
     rows = []
     for family in args.families:
-        priors, origin, steps = priors_of(family, getattr(args, family), cfg)
+        priors, origin, steps = priors_of(family, getattr(args, family), cfg, args.conv_dtype)
         if not priors:
             print(f"{family}: no run folders given and none under pretrained/; skipped", flush=True)
             continue
@@ -269,12 +274,14 @@ def main(argv=None) -> int:
     device = device_description()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     table = markdown(rows)
-    print(f"\n{device}, {date}, jit_compile={args.jit}\n\n{table}")
+    setting = f"jit_compile={args.jit}, NCSN conv dtype {resolve_conv_dtype(args.conv_dtype).name} (--conv-dtype {args.conv_dtype})"
+    print(f"\n{device}, {date}, {setting}\n\n{table}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"device": device, "date": date, "jit_compile": args.jit, "rows": rows}, indent=1) + "\n")
-        out.with_suffix(".md").write_text(f"{device}, {date}, jit_compile={args.jit}\n\n{table}\n")
+        out.write_text(json.dumps({"device": device, "date": date, "jit_compile": args.jit,
+                                   "conv_dtype": resolve_conv_dtype(args.conv_dtype).name, "rows": rows}, indent=1) + "\n")
+        out.with_suffix(".md").write_text(f"{device}, {date}, {setting}\n\n{table}\n")
         print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0
 

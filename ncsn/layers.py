@@ -28,8 +28,13 @@ class Conv2D(tf.Module):
     """3x3 (or ``kernel_size``) convolution, stride 1, 'SAME' padding, optional dilation.
 
     Initialised like PyTorch's ``nn.Conv2d`` (uniform in ±1/sqrt(fan_in)), as in the original NCSN code.
-    ``[B, H, W, in_channels] -> [B, H, W, out_channels]``.
+    ``[B, H, W, in_channels] -> [B, H, W, out_channels]``, float32 in and out. ``compute_dtype``
+    (:meth:`ncsn.model.ScoreNetwork.set_conv_dtype`) may be ``tf.bfloat16``: input and kernel are rounded to
+    bfloat16 for the convolution (oneDNN's AMX / AVX-512-BF16 kernels accumulate in float32 and round the output
+    to bfloat16); the bias and everything outside the convolution stay float32.
     """
+
+    compute_dtype = tf.float32
 
     def __init__(self, in_channels: int, out_channels: int, rng: np.random.Generator, kernel_size: int = 3,
                  dilation: int = 1, use_bias: bool = True, name: str | None = None):
@@ -41,7 +46,12 @@ class Conv2D(tf.Module):
         self.dilation = dilation
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME", dilations=self.dilation)
+        if self.compute_dtype == tf.float32:
+            y = tf.nn.conv2d(x, self.kernel, strides=1, padding="SAME", dilations=self.dilation)
+        else:
+            y = tf.nn.conv2d(tf.cast(x, self.compute_dtype), tf.cast(self.kernel, self.compute_dtype), strides=1,
+                             padding="SAME", dilations=self.dilation)
+            y = tf.cast(y, tf.float32)
         return y if self.bias is None else y + self.bias
 
 
@@ -68,9 +78,12 @@ class CondInstanceNormPlus(tf.Module):
         gamma, alpha, beta = tf.split(tf.gather(self.embedding, sigma_index)[:, None, None, :], 3, axis=-1)
         mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)            # [B, 1, 1, C]
         mean_of_means, variance_of_means = tf.nn.moments(mean, axes=[3], keepdims=True)
-        normalised = (x - mean) * tf.math.rsqrt(variance + NORM_EPSILON)
         normalised_means = (mean - mean_of_means) * tf.math.rsqrt(variance_of_means + NORM_EPSILON)
-        return gamma * (normalised + alpha * normalised_means) + beta
+        # The same affine map of x, folded into one per-channel scale and shift ([B, 1, 1, C]) so that the
+        # full-size feature map is touched by one multiply-add instead of five passes (15 % of a forward).
+        scale = gamma * tf.math.rsqrt(variance + NORM_EPSILON)
+        shift = beta + gamma * alpha * normalised_means - mean * scale
+        return x * scale + shift
 
 
 class CondResidualBlock(tf.Module):

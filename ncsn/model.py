@@ -89,6 +89,19 @@ class ScoreNetwork(tf.Module):
 
     score = __call__
 
+    def set_conv_dtype(self, dtype: tf.DType) -> "ScoreNetwork":
+        """Run every convolution in ``dtype`` (``tf.float32`` or ``tf.bfloat16``; see :class:`Conv2D`).
+
+        For inference (BASIS, sampling); set it before the first call of a compiled function, which traces
+        the dtype in. The weights stay float32, so checkpoints and training are unaffected.
+        """
+        if dtype not in (tf.float32, tf.bfloat16):
+            raise ValueError(f"conv dtype must be float32 or bfloat16, not {dtype}")
+        for module in self.submodules:
+            if isinstance(module, Conv2D):
+                module.compute_dtype = dtype
+        return self
+
     def build(self, batch_size: int = 1) -> "ScoreNetwork":
         """Run once on zeros so every variable exists (they already do: kept for the training contract)."""
         self(tf.zeros((batch_size, *self.config.image_shape)), 0)

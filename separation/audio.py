@@ -122,6 +122,7 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     prepared = [prepare_mixture(Path(p), cfg, basis, target_rms_db) for p in tqdm(mixtures, desc="load", disable=not progress)]
     cuts = [cut_patches(m.mel, cfg.patch_frames, hop_frames, pad_value=0.0) for m in prepared]
     patches = np.concatenate(cuts)[..., None].astype(np.float32)                # [N, n_mels, patch_frames, 1]
+    batch_size = balanced_batch_size(len(patches), batch_size)
     estimates = np.zeros((len(SOURCES), *patches.shape), np.float32)
     start_time = time.perf_counter()
     with tqdm(total=len(patches), desc="BASIS", unit="patch", disable=not progress) as bar:
@@ -150,6 +151,13 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
         outputs.append(folder)
         offset += len(cut)
     return outputs
+
+
+def balanced_batch_size(n_items: int, max_batch: int) -> int:
+    """The smallest batch that needs no more calls than ``max_batch`` does: the last batch is padded to the
+    compiled shape, so 130 patches go as 9 x 15 (135 slots) instead of 9 x 16 (144)."""
+    n_batches = -(-n_items // max_batch)
+    return max(1, -(-n_items // max(1, n_batches)))
 
 
 def write_shard_record(out_dir: Path, all_mixtures: list[Path], mine: list[Path], shard: tuple[int, int]) -> None:

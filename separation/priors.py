@@ -84,15 +84,22 @@ class GaussianPrior:
         return -(x - self.mean) / (self.variance + sigma ** 2)
 
 
-def load_prior(kind: str, run_dir: str | Path):
-    """Load a trained prior of ``kind`` (one of :data:`PRIOR_KINDS`) from its run folder."""
+def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32"):
+    """Load a trained prior of ``kind`` (one of :data:`PRIOR_KINDS`) from its run folder.
+
+    ``conv_dtype`` (NCSN only; ``float32``, ``bfloat16`` or ``auto``, :mod:`ncsn.precision`): the dtype of the
+    score network's convolutions. A prior not in float32 says so in its name, which the separation records.
+    """
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(f"{run_dir}: checkpoint folder not found (train one with train_{'glow' if 'glow' in kind else 'ncsn'}.py "
                         f"or use the shipped ones under pretrained/)")
     if kind == "ncsn":
+        from ncsn.precision import resolve_conv_dtype
         from ncsn.training import load_score_model
-        return NCSNPrior(load_score_model(run_dir), name=f"ncsn:{run_dir.name}")
+        dtype = resolve_conv_dtype(conv_dtype)
+        suffix = "" if dtype == tf.float32 else f"@conv_{dtype.name}"
+        return NCSNPrior(load_score_model(run_dir).set_conv_dtype(dtype), name=f"ncsn:{run_dir.name}{suffix}")
     if kind == "glow":
         from flow_models.flow_builder import load_flow
         return FlowPrior(load_flow(run_dir), name=f"glow:{run_dir.name}")

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import speed  # noqa: E402
@@ -30,10 +31,11 @@ def test_speed_table_for_the_shipped_glow(mel_dir, tmp_path, capsys):
 
 def test_without_shipped_priors_the_bench_times_untrained_networks_of_the_shipped_shape(tmp_path, monkeypatch):
     monkeypatch.setattr(speed, "PRETRAINED", tmp_path)
-    priors, origin, steps = speed.priors_of("ncsn", None, MelConfig())
+    priors, origin, steps = speed.priors_of("ncsn", None, MelConfig(), "bfloat16")
     assert origin == "untrained, shipped shape" and steps == 100 and len(priors) == 2
     assert priors[0].image_shape == (96, 64, 1) and priors[0].model.config.width == 16
-    assert speed.priors_of("noisy_glow", None, MelConfig())[0] == []
+    assert priors[0].model.input_conv.compute_dtype == tf.bfloat16
+    assert speed.priors_of("noisy_glow", None, MelConfig(), "float32")[0] == []
     shipped = Path(__file__).resolve().parents[1] / "pretrained" / "ncsn_piano"
     tuned = json.loads((shipped / "basis.json").read_text())["n_steps_per_level"]
     assert tuned != BasisConfig.n_steps_per_level                  # the shipped T differs from the class default

@@ -47,8 +47,17 @@ def test_cli_scores_the_latest_checkpoint_on_another_instrument_and_writes_json(
                             "--out", str(out)]) == 0
     rows = json.loads(out.read_text())
     assert [(r["step"], r["source"], r["examples"]) for r in rows] == [(4, "violin", 8)]
-    assert rows[0]["dsm_loss"] > 0
-    assert f"| {run} | 4 | violin | 8 |" in capsys.readouterr().out
+    assert rows[0]["dsm_loss"] > 0 and rows[0]["conv_dtype"] == "float32"
+    assert f"| {run} | 4 | violin | 8 | float32 |" in capsys.readouterr().out
+
+
+def test_bfloat16_convolutions_change_the_loss_only_by_rounding(mel_run):
+    run, mel_dir = mel_run
+    exact, = eval_prior.score_prior(run, mel_dir, [4], None, max_examples=8)
+    rounded, = eval_prior.score_prior(run, mel_dir, [4], None, max_examples=8, conv_dtype="bfloat16")
+    assert rounded["conv_dtype"] == "bfloat16"
+    assert rounded["dsm_loss"] == pytest.approx(exact["dsm_loss"], rel=2e-2)
+    assert rounded["dsm_loss"] != exact["dsm_loss"]
 
 
 def test_missing_checkpoint_other_mel_parameters_and_missing_folder_are_user_errors(mel_run, tmp_path):

@@ -152,3 +152,14 @@ def test_unset_prior_flags_point_at_the_shipped_priors():
     args = run_basis_sep.build_parser().parse_args(["--dataset", "cifar10", "--out", "x"])
     run_basis_sep.fill_shipped_priors(args)
     assert args.checkpoint is None                                 # nothing shipped for CIFAR-10
+
+
+def test_balanced_batches_need_no_more_calls_and_pad_less():
+    from separation.audio import balanced_batch_size
+    assert balanced_batch_size(130, 16) == 15 and balanced_batch_size(16, 16) == 16 and balanced_batch_size(3, 16) == 3
+    for n_items in range(1, 200):
+        for max_batch in (1, 4, 16):
+            batch = balanced_batch_size(n_items, max_batch)
+            calls = -(-n_items // batch)
+            assert batch <= max_batch and calls == -(-n_items // max_batch)
+            assert calls * batch - n_items < calls          # less than one padded slot per call

@@ -25,11 +25,12 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.audio_io import atomic_output  # noqa: E402
+from ncsn.precision import CONV_DTYPES  # noqa: E402
 from ncsn.training import SOURCES  # noqa: E402
+from pipeline.audio_io import atomic_output  # noqa: E402
 from pipeline.errors import UserError, log, run_cli  # noqa: E402
 
-COLUMNS = ("prior", "step", "source", "examples", "dsm_loss", "dsm_loss_level_first", "dsm_loss_level_last")
+COLUMNS = ("prior", "step", "source", "examples", "conv_dtype", "dsm_loss", "dsm_loss_level_first", "dsm_loss_level_last")
 
 
 def checkpoints_of(prior: Path, steps: Sequence[int] | None) -> list[tuple[int, str]]:
@@ -52,8 +53,9 @@ def checkpoints_of(prior: Path, steps: Sequence[int] | None) -> list[tuple[int, 
 
 
 def score_prior(prior: Path, mel_dir: Path, steps: Sequence[int] | None, source: str | None,
-                max_examples: int) -> list[dict]:
+                max_examples: int, conv_dtype: str = "float32") -> list[dict]:
     """One row (see :data:`COLUMNS`) per checkpoint of ``prior``."""
+    from ncsn.precision import resolve_conv_dtype
     from ncsn.training import DataConfig, load_score_model, make_eval_fn, read_run_configs
     network, _, trained_on = read_run_configs(prior)
     if not trained_on.is_mel:
@@ -66,9 +68,10 @@ def score_prior(prior: Path, mel_dir: Path, steps: Sequence[int] | None, source:
     eval_fn = make_eval_fn(examples)
     rows = []
     for step, checkpoint in checkpoints_of(prior, steps):
-        metrics = eval_fn(load_score_model(prior, checkpoint=checkpoint))
-        rows.append({"prior": str(prior), "step": step, "source": data.source,
-                     "examples": len(examples), **metrics})
+        model = load_score_model(prior, checkpoint=checkpoint).set_conv_dtype(resolve_conv_dtype(conv_dtype))
+        metrics = eval_fn(model)
+        rows.append({"prior": str(prior), "step": step, "source": data.source, "examples": len(examples),
+                     "conv_dtype": model.input_conv.compute_dtype.name, **metrics})
         log.info("%s step %d (%s): dsm_loss %.2f", prior, step, data.source, metrics["dsm_loss"])
     return rows
 
@@ -91,12 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--source", choices=SOURCES,
                    help="instrument to score every prior on (default: each prior's own)")
     p.add_argument("--max-examples", type=int, default=1000, help="at most this many test patches (default 1000)")
+    p.add_argument("--conv-dtype", choices=CONV_DTYPES, default="float32",
+                   help="dtype of the networks' convolutions (bfloat16: what it costs in loss; auto: as run_basis_sep.py)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if not (args.mel_dir / "test").is_dir():
         raise UserError(f"{args.mel_dir}/test: folder not found (make one with python -m pipeline.wav_to_spec)")
     rows = [row for prior in args.priors
-            for row in score_prior(prior, args.mel_dir, args.steps, args.source, args.max_examples)]
+            for row in score_prior(prior, args.mel_dir, args.steps, args.source, args.max_examples, args.conv_dtype)]
     print(markdown(rows))
     if args.out:
         with atomic_output(args.out) as tmp:
