@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and Langevin noise")
     p.add_argument("--jit", action="store_true", help="compile the loop with XLA (jit_compile=True)")
     p.add_argument("--conv-dtype", choices=CONV_DTYPES, default="float32",
-                   help="NCSN convolutions in float32 or bfloat16 (1.4x faster on a CPU with AMX/AVX-512-BF16, "
+                   help="NCSN convolutions in float32 or bfloat16 (1.2x faster forward on a CPU with AMX/AVX-512-BF16, "
                         "SDR not yet shown equal: docs/ncsn.md); auto: bfloat16 on such a CPU without GPU, else float32")
     return p
 

@@ -7,7 +7,7 @@ set -euo pipefail
 PY=${1:-.venv/bin/python}; DEMO=${2:-data/demo}; RESULTS=${3:-results}
 OUT=$RESULTS/demo
 mkdir -p "$OUT"
-step() { echo; echo "== $*"; }
+step() { echo; echo "== [$(date -u -d @$SECONDS +%M:%S) elapsed] $*"; }
 
 step "1/4 render training pieces (FluidR3_GM + TimGM6mb SoundFonts, seed 0)"
 [ -f "$DEMO/wav/manifest_train.json" ] || $PY -m pipeline.render --out "$DEMO/wav" --minutes 6 --seed 0 --test-fraction 0 \
@@ -26,3 +26,4 @@ for family in ncsn glow noisy_glow; do
 done
 $PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}"
 echo; echo "table: $OUT/separation.md   figure: $OUT/separation.png   wavs: $OUT/estimates/"
+echo "demo done in $(date -u -d @$SECONDS +%M:%S) (min:s)"
