@@ -274,13 +274,14 @@ def main(argv=None) -> int:
     device = device_description()
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     table = markdown(rows)
-    setting = f"jit_compile={args.jit}, NCSN conv dtype {resolve_conv_dtype(args.conv_dtype).name} (--conv-dtype {args.conv_dtype})"
+    conv_dtype = resolve_conv_dtype(args.conv_dtype).name
+    setting = f"jit_compile={args.jit}, NCSN conv dtype {conv_dtype} (--conv-dtype {args.conv_dtype})"
     print(f"\n{device}, {date}, {setting}\n\n{table}")
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"device": device, "date": date, "jit_compile": args.jit,
-                                   "conv_dtype": resolve_conv_dtype(args.conv_dtype).name, "rows": rows}, indent=1) + "\n")
+                                   "conv_dtype": conv_dtype, "rows": rows}, indent=1) + "\n")
         out.with_suffix(".md").write_text(f"{device}, {date}, {setting}\n\n{table}\n")
         print(f"wrote {out} and {out.with_suffix('.md')}")
     return 0

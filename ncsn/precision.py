@@ -3,7 +3,7 @@
 ``auto`` picks bfloat16 only on a CPU with native bfloat16 arithmetic (Intel AMX or AVX-512-BF16, read
 from ``/proc/cpuinfo``) and no visible GPU: there oneDNN's bfloat16 convolutions are faster, elsewhere
 they are emulated and slower. What bfloat16 costs in accuracy and gains in speed is measured in
-docs/ncsn.md ("bfloat16 convolutions").
+docs/speed.md ("Faster NCSN inference").
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ncsn.precision import CONV_DTYPES  # noqa: E402
+from ncsn.precision import CONV_DTYPES, resolve_conv_dtype  # noqa: E402
 from ncsn.training import SOURCES  # noqa: E402
 from pipeline.audio_io import atomic_output  # noqa: E402
 from pipeline.errors import UserError, log, run_cli  # noqa: E402
@@ -55,7 +55,6 @@ def checkpoints_of(prior: Path, steps: Sequence[int] | None) -> list[tuple[int, 
 def score_prior(prior: Path, mel_dir: Path, steps: Sequence[int] | None, source: str | None,
                 max_examples: int, conv_dtype: str = "float32") -> list[dict]:
     """One row (see :data:`COLUMNS`) per checkpoint of ``prior``."""
-    from ncsn.precision import resolve_conv_dtype
     from ncsn.training import DataConfig, load_score_model, make_eval_fn, read_run_configs
     network, _, trained_on = read_run_configs(prior)
     if not trained_on.is_mel:
@@ -66,12 +65,13 @@ def score_prior(prior: Path, mel_dir: Path, steps: Sequence[int] | None, source:
                         f"{tuple(network.image_shape)} (other mel parameters)")
     examples = data.examples("test", max_examples)
     eval_fn = make_eval_fn(examples)
+    dtype = resolve_conv_dtype(conv_dtype)
     rows = []
     for step, checkpoint in checkpoints_of(prior, steps):
-        model = load_score_model(prior, checkpoint=checkpoint).set_conv_dtype(resolve_conv_dtype(conv_dtype))
+        model = load_score_model(prior, checkpoint=checkpoint).set_conv_dtype(dtype)
         metrics = eval_fn(model)
         rows.append({"prior": str(prior), "step": step, "source": data.source, "examples": len(examples),
-                     "conv_dtype": model.input_conv.compute_dtype.name, **metrics})
+                     "conv_dtype": dtype.name, **metrics})
         log.info("%s step %d (%s): dsm_loss %.2f", prior, step, data.source, metrics["dsm_loss"])
     return rows
 
