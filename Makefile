@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 RESULTS ?= results
+DEMO_PRIORS ?= ncsn glow
 
 .PHONY: setup test demo clean-demo
 setup: $(STAMP)
@@ -18,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
 demo: $(STAMP)
-	bash tools/demo.sh $(PY) $(DEMO) $(RESULTS)
+	bash tools/demo.sh $(PY) $(DEMO) $(RESULTS) "$(DEMO_PRIORS)"
 
 clean-demo:
 	rm -rf $(DEMO) $(RESULTS)/demo

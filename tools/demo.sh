@@ -2,26 +2,45 @@
 # `make demo`: render a small piano/violin set, build the mel TFRecords, separate the held-out test
 # mixtures (mixture baseline, NMF, BASIS with the shipped priors under pretrained/, oracles), print the
 # BSS Eval v4 table and write a figure and the wavs.
-# Each step is skipped when its output is already complete (delete data/demo to start over).
+# Usage: tools/demo.sh [PYTHON] [DEMO_DIR] [RESULTS_DIR] [PRIOR_FAMILIES]
+#   PRIOR_FAMILIES: shipped prior families to run BASIS with (default "ncsn glow"; add noisy_glow for its row,
+#   about 2 s of CPU per second of audio more).
+# Each step is skipped when its output is already complete (delete data/demo to start over); a test split
+# rendered with another recipe (an older version of this script) is rendered again.
 set -euo pipefail
-PY=${1:-.venv/bin/python}; DEMO=${2:-data/demo}; RESULTS=${3:-results}
+PY=${1:-.venv/bin/python}; DEMO=${2:-data/demo}; RESULTS=${3:-results}; FAMILIES=${4:-ncsn glow}
 OUT=$RESULTS/demo
-mkdir -p "$OUT"
+mkdir -p "$OUT" "$DEMO"
 step() { echo; echo "== [$(date -u -d @$SECONDS +%M:%S) elapsed] $*"; }
 
+TRAIN_RECIPE=(--minutes 6 --seed 0 --test-fraction 0 --soundfont FluidR3_GM --soundfont TimGM6mb)
+# Test set: 76 s of music in 8-12 s pieces (eight pieces; more short pieces make the median over tracks
+# steadier than a few long ones for the same CPU time).
+TEST_RECIPE=(--minutes 1.25 --piece-seconds 8 12 --seed 1 --test-fraction 1 --soundfont MuseScore_General_Lite)
+if [ -f "$DEMO/test_recipe.txt" ] && [ "$(cat "$DEMO/test_recipe.txt")" != "${TEST_RECIPE[*]}" ] \
+   || { [ -f "$DEMO/wav/manifest_test.json" ] && [ ! -f "$DEMO/test_recipe.txt" ]; }; then
+    echo "$DEMO: the test split was rendered with another recipe; rendering it again (${TEST_RECIPE[*]})"
+    rm -rf "$DEMO/wav/test" "$DEMO/wav/manifest_test.json" "$DEMO/mel" "$OUT"
+    mkdir -p "$OUT"
+fi
+
 step "1/4 render training pieces (FluidR3_GM + TimGM6mb SoundFonts, seed 0)"
-[ -f "$DEMO/wav/manifest_train.json" ] || $PY -m pipeline.render --out "$DEMO/wav" --minutes 6 --seed 0 --test-fraction 0 \
-    --soundfont FluidR3_GM --soundfont TimGM6mb
+[ -f "$DEMO/wav/manifest_train.json" ] || $PY -m pipeline.render --out "$DEMO/wav" "${TRAIN_RECIPE[@]}"
 step "2/4 render held-out test pieces (MuseScore_General_Lite SoundFont, seed 1: other sounds, other melodies)"
-[ -f "$DEMO/wav/manifest_test.json" ] || $PY -m pipeline.render --out "$DEMO/wav" --minutes 2 --seed 1 --test-fraction 1 \
-    --soundfont MuseScore_General_Lite
+if [ ! -f "$DEMO/wav/manifest_test.json" ]; then
+    $PY -m pipeline.render --out "$DEMO/wav" "${TEST_RECIPE[@]}"
+    echo "${TEST_RECIPE[*]}" > "$DEMO/test_recipe.txt"
+fi
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
-step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors, oracles), invert, score with BSS Eval v4 (museval)"
-PRIORS=()     # BASIS with every shipped prior family (their tuned schedules: pretrained/*/basis.json)
-for family in ncsn glow noisy_glow; do
+step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors: $FAMILIES; oracles), invert, score with BSS Eval v4 (museval)"
+PRIORS=()     # BASIS with each shipped prior family asked for (their tuned schedules: pretrained/*/basis.json)
+for family in $FAMILIES; do
     if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
         PRIORS+=("--${family//_/-}" "pretrained/${family}_piano" "pretrained/${family}_violin")
+    else
+        echo "no shipped $family priors (pretrained/${family}_piano, pretrained/${family}_violin); choose among: ncsn glow noisy_glow" >&2
+        exit 2
     fi
 done
 $PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}"
