@@ -13,6 +13,16 @@ OUT=$RESULTS/demo
 mkdir -p "$OUT" "$DEMO"
 step() { echo; echo "== [$(date -u -d @$SECONDS +%M:%S) elapsed] $*"; }
 
+PRIORS=()     # BASIS with each shipped prior family asked for (their tuned schedules: pretrained/*/basis.json)
+for family in $FAMILIES; do
+    if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
+        PRIORS+=("--${family//_/-}" "pretrained/${family}_piano" "pretrained/${family}_violin")
+    else
+        echo "error: DEMO_PRIORS: no shipped $family priors (pretrained/${family}_piano, pretrained/${family}_violin); choose among: ncsn glow noisy_glow" >&2
+        exit 2
+    fi
+done
+
 TRAIN_RECIPE=(--minutes 6 --seed 0 --test-fraction 0 --soundfont FluidR3_GM --soundfont TimGM6mb)
 # Test set: 76 s of music in 8-12 s pieces (eight pieces; more short pieces make the median over tracks
 # steadier than a few long ones for the same CPU time).
@@ -34,15 +44,6 @@ fi
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
 step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors: $FAMILIES; oracles), invert, score with BSS Eval v4 (museval)"
-PRIORS=()     # BASIS with each shipped prior family asked for (their tuned schedules: pretrained/*/basis.json)
-for family in $FAMILIES; do
-    if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
-        PRIORS+=("--${family//_/-}" "pretrained/${family}_piano" "pretrained/${family}_violin")
-    else
-        echo "no shipped $family priors (pretrained/${family}_piano, pretrained/${family}_violin); choose among: ncsn glow noisy_glow" >&2
-        exit 2
-    fi
-done
 $PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}"
 echo; echo "table: $OUT/separation.md   figure: $OUT/separation.png   wavs: $OUT/estimates/"
 echo "demo done in $(date -u -d @$SECONDS +%M:%S) (min:s)"

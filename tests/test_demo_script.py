@@ -1,0 +1,39 @@
+"""tools/demo.sh (``make demo``): prior families checked before any work; a test split of another recipe re-rendered.
+
+The script runs with ``echo`` as its Python, so every step prints its command instead of running it.
+"""
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def demo(tmp_path: Path, families: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "tools/demo.sh", "echo", str(tmp_path / "demo"), str(tmp_path / "results"), families],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_unknown_prior_family_fails_before_rendering(tmp_path):
+    run = demo(tmp_path, "ncsn bogus")
+    assert run.returncode == 2
+    assert "error: DEMO_PRIORS: no shipped bogus priors" in run.stderr
+    assert "pipeline.render" not in run.stdout
+
+
+def test_stale_test_split_is_rendered_again_and_a_current_one_is_kept(tmp_path):
+    wav = tmp_path / "demo" / "wav"
+    (wav / "test" / "mix").mkdir(parents=True)
+    (wav / "manifest_test.json").write_text("[]")            # a test split from before the recipe was recorded
+    (wav / "manifest_train.json").write_text("[]")
+    run = demo(tmp_path, "ncsn glow")
+    assert run.returncode == 0, run.stderr
+    assert "rendered with another recipe; rendering it again" in run.stdout
+    assert not (wav / "test").exists() and (wav / "manifest_train.json").exists()
+    assert "--piece-seconds 8 12 --seed 1 --test-fraction 1" in run.stdout
+    assert "--ncsn pretrained/ncsn_piano pretrained/ncsn_violin --glow pretrained/glow_piano" in run.stdout
+    recipe = (tmp_path / "demo" / "test_recipe.txt").read_text()
+
+    (wav / "manifest_test.json").write_text("[]")            # now rendered with the current recipe
+    again = demo(tmp_path, "ncsn")
+    assert "another recipe" not in again.stdout and "--test-fraction 1" not in again.stdout
+    assert (tmp_path / "demo" / "test_recipe.txt").read_text() == recipe

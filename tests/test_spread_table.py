@@ -1,0 +1,47 @@
+"""tools/spread_table.py: per-track SDR copied out of BSS Eval reports, medians per set and pooled over sets."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import UserError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tools import spread_table  # noqa: E402
+
+
+def write_report(path: Path, method: str, sdr: dict[str, tuple[float, float]]) -> Path:
+    """A report shaped like bench/separation.py's separation.json, with per-track SDR only."""
+    tracks = {t: {"piano": {"SDR": p, "SIR": 0.0}, "violin": {"SDR": v, "SIR": 0.0}} for t, (p, v) in sdr.items()}
+    path.write_text(json.dumps({"median": {}, "per_track": {method: tracks}}))
+    return path
+
+
+def test_per_set_and_pooled_medians(tmp_path):
+    table = tmp_path / "per_track.json"
+    a = write_report(tmp_path / "a.json", "BASIS-ncsn", {"x.wav": (1.0, 10.0), "y.wav": (3.0, 20.0), "z.wav": (8.0, 30.0)})
+    b = write_report(tmp_path / "b.json", "BASIS-ncsn", {"u.wav": (5.0, 40.0), "v.wav": (6.0, float("nan"))})
+    for report, name in ((a, "setA"), (b, "setB")):
+        assert spread_table.main(["add", "--report", str(report), "--method", "BASIS-ncsn", "--set", name,
+                                  "--label", "draw 0", "--table", str(table)]) == 0
+    out = tmp_path / "per_track.md"
+    assert spread_table.main(["render", "--table", str(table), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| draw 0 | 1.0 / 10.0 | 3.0 / 20.0 | 8.0 / 30.0 | 3.00 / 20.00 | 4.00 / 20.00 |" in text
+    assert "| draw 0 | 5.0 / 40.0 | 6.0 / nan | 5.50 / 40.00 |" in text          # a NaN track is left out
+    # pooled: piano over 1, 3, 8, 5, 6 -> median 5; violin over 10, 20, 30, 40 -> median 25
+    assert "| draw 0 | setA + setB | 5 | 5.00 / 25.00 | 4.60 / 25.00 |" in text
+
+
+def test_bad_inputs_are_user_errors(tmp_path):
+    table = tmp_path / "per_track.json"
+    report = write_report(tmp_path / "r.json", "NMF", {"x.wav": (1.0, 2.0)})
+    args = ["add", "--report", str(report), "--set", "s", "--label", "l", "--table", str(table)]
+    with pytest.raises(UserError, match="no method 'BASIS-ncsn'; it has NMF"):
+        spread_table.main(args + ["--method", "BASIS-ncsn"])
+    spread_table.main(args + ["--method", "NMF"])
+    with pytest.raises(UserError, match="already has set 's'; pass --replace"):
+        spread_table.main(args + ["--method", "NMF"])
+    with pytest.raises(UserError, match="missing.json: no such file"):
+        spread_table.main(["render", "--table", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o.md")])

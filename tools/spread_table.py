@@ -1,0 +1,122 @@
+"""Per-track SDR across evaluation sets and Langevin draws: collect them, tabulate them, pool them.
+
+``per_track.json`` maps ``estimate label -> set name -> track -> {piano, violin}`` (SDR in dB, the BSS Eval v4
+median over 1-s frames of one track). Two sub-commands:
+
+    # copy one method's per-track SDR out of a bench/separation.py or bss_eval_v4.py report
+    python tools/spread_table.py add --report results/demo/separation.json --method BASIS-ncsn \\
+        --set demo8 --label "BASIS fp32 seed 0" --table results/eval_spread/per_track.json
+    # per_track.md: one table per set (tracks, median, mean), then every set pooled
+    python tools/spread_table.py render --table results/eval_spread/per_track.json --out results/eval_spread/per_track.md
+
+The pooled table lists, per estimate label, the median and mean over all tracks of the sets that label has,
+and names those sets, so a row pooled over fewer sets is never read as the same ruler as a longer one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.audio_io import atomic_output  # noqa: E402
+from pipeline.errors import UserError, run_cli  # noqa: E402
+
+SOURCES = ("piano", "violin")
+
+
+def load_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
+def per_track_sdr(report: dict, method: str, path: Path) -> dict[str, dict[str, float]]:
+    """``{track: {source: SDR}}`` of ``method`` in a BSS Eval report (``{"per_track": {method: {track: ...}}}``)."""
+    tracks = report.get("per_track", {})
+    if method not in tracks:
+        raise UserError(f"{path}: no method {method!r}; it has {', '.join(tracks) or 'none'}")
+    return {track: {s: round(float(scores[s]["SDR"]), 2) for s in SOURCES} for track, scores in tracks[method].items()}
+
+
+def summary(values: Sequence[dict[str, float]]) -> tuple[str, str]:
+    """``('median piano / violin', 'mean piano / violin')`` over tracks, NaN tracks left out."""
+    cols = {s: np.array([v[s] for v in values], dtype=float) for s in SOURCES}
+    med = " / ".join(f"{np.nanmedian(cols[s]):.2f}" for s in SOURCES)
+    mean = " / ".join(f"{np.nanmean(cols[s]):.2f}" for s in SOURCES)
+    return med, mean
+
+
+def render(table: dict) -> str:
+    """Markdown: a per-track table for every set, then the pooled medians of every label."""
+    sets = list(dict.fromkeys(name for by_set in table.values() for name in by_set))
+    lines = []
+    for name in sets:
+        labels = [label for label in table if name in table[label]]
+        tracks = list(dict.fromkeys(t for label in labels for t in table[label][name]))
+        short = [Path(t).stem for t in tracks]
+        lines += [f"{name}: SDR piano / violin per track, then the median and the mean over tracks", "",
+                  "| estimate | " + " | ".join(short) + " | median | mean |",
+                  "|---|" + "---|" * (len(tracks) + 2)]
+        for label in labels:
+            scores = table[label][name]
+            cells = [" / ".join(f"{scores[t][s]:.1f}" for s in SOURCES) if t in scores else "–" for t in tracks]
+            med, mean = summary([scores[t] for t in tracks if t in scores])
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {med} | {mean} |")
+        lines.append("")
+    lines += ["Every set of a label pooled: median and mean SDR piano / violin over all its tracks", "",
+              "| estimate | sets | tracks | median | mean |", "|---|---|---|---|---|"]
+    for label, by_set in table.items():
+        values = [v for scores in by_set.values() for v in scores.values()]
+        med, mean = summary(values)
+        lines.append(f"| {label} | {' + '.join(by_set)} | {len(values)} | {med} | {mean} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    add = sub.add_parser("add", help="copy one method's per-track SDR from a BSS Eval report into the table")
+    add.add_argument("--report", required=True, help="separation.json of bench/separation.py (or bss_eval_v4.py's STEM.json)")
+    add.add_argument("--method", required=True, help="method name in the report, e.g. BASIS-ncsn or NMF")
+    add.add_argument("--set", required=True, help="name of the evaluation set, e.g. demo8")
+    add.add_argument("--label", required=True, help="row label in the table, e.g. 'BASIS fp32 seed 0'")
+    add.add_argument("--table", required=True, help="per_track.json to update (created if missing)")
+    add.add_argument("--replace", action="store_true", help="overwrite an existing label/set entry")
+    ren = sub.add_parser("render", help="write the markdown tables")
+    ren.add_argument("--table", required=True, help="per_track.json")
+    ren.add_argument("--out", required=True, help="markdown file to write")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    table_path = Path(args.table)
+    if args.command == "add":
+        table = load_json(table_path) if table_path.exists() else {}
+        report_path = Path(args.report)
+        scores = per_track_sdr(load_json(report_path), args.method, report_path)
+        if args.set in table.get(args.label, {}) and not args.replace:
+            raise UserError(f"{table_path}: {args.label!r} already has set {args.set!r}; pass --replace to overwrite it")
+        table.setdefault(args.label, {})[args.set] = scores
+        with atomic_output(table_path) as tmp:
+            tmp.write_text(json.dumps(table, indent=1) + "\n")
+        print(f"{table_path}: {args.label} / {args.set}: {len(scores)} tracks")
+    else:
+        text = render(load_json(table_path))
+        with atomic_output(Path(args.out)) as tmp:
+            tmp.write_text(text)
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
