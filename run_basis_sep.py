@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.errors import UserError, log, run_cli
+from pipeline.errors import UserError, log, read_json, run_cli
 from pipeline.image_datasets import IMAGE_DATASETS
 from separation.basis import BasisConfig
 from ncsn.precision import CONV_DTYPES
@@ -80,14 +80,10 @@ BASIS_FILE = "basis.json"
 
 def tuned_settings(run_dir: str | Path | None) -> dict:
     """The BasisConfig fields recorded in a prior run's ``basis.json`` (empty without one)."""
-    import json
     path = Path(run_dir) / BASIS_FILE if run_dir else None
     if path is None or not path.is_file():
         return {}
-    try:
-        return {k: v for k, v in json.loads(path.read_text()).items() if k in STEP_SETTINGS.values()}
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    return {k: v for k, v in read_json(path).items() if k in STEP_SETTINGS.values()}
 
 
 def step_settings(args, run_dir: str | Path) -> dict:
@@ -129,7 +125,6 @@ def separate_melspec(args) -> None:
 
 def mel_config_of(run_dir: str | Path):
     """The MelConfig a mel prior was trained with (its config.json's data section), else the defaults."""
-    import json
     from pipeline.mel import MelConfig
     path = Path(run_dir) / "config.json"
     if not path.is_file():
@@ -137,7 +132,7 @@ def mel_config_of(run_dir: str | Path):
         if not candidates:
             return MelConfig()
         path = candidates[0]
-    config = json.loads(path.read_text())
+    config = read_json(path)
     found = _find(config, "mel_params", dict)
     if found:
         return MelConfig(**found)

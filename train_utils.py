@@ -54,7 +54,7 @@ from typing import Any, Callable
 import numpy as np
 import tensorflow as tf
 
-from pipeline.errors import UserError
+from pipeline.errors import UserError, read_json
 
 log = logging.getLogger("basis")
 
@@ -288,13 +288,7 @@ class WeightEMA(tf.Module):
 
 def read_config(run_dir: str | os.PathLike) -> dict:
     """``run_dir/config.json`` as a dict with keys ``"train"`` and ``"model"``."""
-    path = pathlib.Path(run_dir) / CONFIG_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; is {run_dir} a training run folder?") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    return read_json(pathlib.Path(run_dir) / CONFIG_FILE, f"not found; is {run_dir} a training run folder?")
 
 
 def _json_roundtrip(value: Any) -> Any:

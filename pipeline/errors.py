@@ -37,6 +37,20 @@ def dataclass_from_dict(cls, fields: dict, what: str):
     return cls(**fields)
 
 
+def read_json(path, missing: str = "not found"):
+    """The JSON value in ``path``; a missing file (message ``"<path>: <missing>"``) or invalid JSON is a
+    :class:`UserError` naming the file."""
+    import json
+    from pathlib import Path
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+
+
 def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
     """Run ``main(argv)`` and exit; a :class:`UserError` becomes one ``error:`` line and exit code 2."""
     setup_logging()

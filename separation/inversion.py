@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.audio_io import atomic_output, load_audio, save_audio
-from pipeline.errors import UserError, log
+from pipeline.errors import UserError, log, read_json
 from pipeline.masks import MEL_INVERSES, apply_masks, fill_uncovered_bins, mel_to_linear_power, ratio_masks
 from pipeline.mel import MelConfig, db_to_power, istft, mel_basis, stft, unscale_db
 
@@ -164,10 +164,7 @@ def list_separated(sep_dir: str | Path) -> list[Path]:
 
 
 def _read_meta(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    meta = read_json(path)
     missing = [k for k in ("mixture", "gain", "n_samples", "mel_params") if k not in meta]
     if missing:
         raise UserError(f"{path}: missing field(s) {', '.join(missing)}; written by an incompatible run_basis_sep.py")

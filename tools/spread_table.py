@@ -25,18 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.audio_io import atomic_output  # noqa: E402
-from pipeline.errors import UserError, run_cli  # noqa: E402
+from pipeline.errors import UserError, read_json, run_cli  # noqa: E402
 
 SOURCES = ("piano", "violin")
-
-
-def load_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
 
 
 def per_track_sdr(report: dict, method: str, path: Path) -> dict[str, dict[str, float]]:
@@ -101,9 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     table_path = Path(args.table)
     if args.command == "add":
-        table = load_json(table_path) if table_path.exists() else {}
+        table = read_json(table_path, "no such file") if table_path.exists() else {}
         report_path = Path(args.report)
-        scores = per_track_sdr(load_json(report_path), args.method, report_path)
+        scores = per_track_sdr(read_json(report_path, "no such file"), args.method, report_path)
         if args.set in table.get(args.label, {}) and not args.replace:
             raise UserError(f"{table_path}: {args.label!r} already has set {args.set!r}; pass --replace to overwrite it")
         table.setdefault(args.label, {})[args.set] = scores
@@ -111,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmp.write_text(json.dumps(table, indent=1) + "\n")
         print(f"{table_path}: {args.label} / {args.set}: {len(scores)} tracks")
     else:
-        text = render(load_json(table_path))
+        text = render(read_json(table_path, "no such file"))
         with atomic_output(Path(args.out)) as tmp:
             tmp.write_text(text)
         print(text)
