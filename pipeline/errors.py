@@ -7,8 +7,10 @@ Internal invariants stay ``assert``s and do produce tracebacks, because they are
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 log = logging.getLogger("basis")
@@ -40,8 +42,6 @@ def dataclass_from_dict(cls, fields: dict, what: str):
 def read_json(path, missing: str = "not found"):
     """The JSON value in ``path``; a missing file (message ``"<path>: <missing>"``) or invalid JSON is a
     :class:`UserError` naming the file."""
-    import json
-    from pathlib import Path
     path = Path(path)
     try:
         return json.loads(path.read_text())
