@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-pairs", type=int, default=64, help="images: number of mixtures to separate")
     g = p.add_argument_group("schedule (defaults: the prior's own σ levels, and the step settings in the prior run's "
                              f"basis.json when it has one, else T={d.n_steps_per_level}, δ={d.step_lr}, γ scale "
-                             f"{d.gamma_scale}, init {d.init}; a clean Glow uses σ 1 → 0.01, 10 levels)")
+                             f"{d.gamma_scale}, init {d.init}, {d.n_chains} chain; a clean Glow uses σ 1 → 0.01, 10 levels)")
     g.add_argument("--sigma-max", type=float, help="σ_1, model input units (clean Glow only)")
     g.add_argument("--sigma-min", type=float, help="σ_L (clean Glow only)")
     g.add_argument("--n-levels", type=int, help="L (clean Glow only)")
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--step-lr", type=float, help="δ: η_i = δ σ_i² / σ_L²")
     g.add_argument("--gamma-scale", type=float, help="γ_i = gamma_scale · σ_i")
     g.add_argument("--init", choices=("uniform", "mixture"), help="initial sources")
+    g.add_argument("--chains", type=int, help="chains per mixture (patch), run as one batch; each mixture keeps the "
+                   "chain most probable under the priors (K times the work)")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
                    "balanced so that the last, padded batch wastes the least)")
@@ -74,7 +76,8 @@ def schedule_of(priors, args) -> tuple[float, ...]:
     return tuple(np.geomspace(args.sigma_max or 1.0, args.sigma_min or 0.01, args.n_levels or 10))
 
 
-STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init"}
+STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
+                 "chains": "n_chains"}
 BASIS_FILE = "basis.json"
 
 
@@ -91,8 +94,9 @@ def step_settings(args, run_dir: str | Path) -> dict:
     tuned = tuned_settings(run_dir)
     settings = {field: getattr(args, flag) if getattr(args, flag) is not None else tuned.get(field, getattr(BasisConfig, field))
                 for flag, field in STEP_SETTINGS.items()}
-    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s%s", settings["n_steps_per_level"], settings["step_lr"],
-             settings["gamma_scale"], settings["init"], f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
+    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s", settings["n_steps_per_level"],
+             settings["step_lr"], settings["gamma_scale"], settings["init"], settings["n_chains"],
+             f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
     return settings
 
 
@@ -181,7 +185,8 @@ def separate_images(args) -> None:
                                  {"dataset": args.dataset, "prior": args.prior, "checkpoint": str(args.checkpoint),
                                   "steps_per_level": separator.config.n_steps_per_level,
                                   "step_lr": separator.config.step_lr, "gamma_scale": separator.config.gamma_scale,
-                                  "init": separator.config.init, "mixture_psnr_mean": float(np.mean(mixture_scores))})
+                                  "init": separator.config.init, "n_chains": separator.config.n_chains,
+                                  "mixture_psnr_mean": float(np.mean(mixture_scores))})
     print(f"{args.dataset}: BASIS-{args.prior} PSNR {summary['psnr_mean']:.2f} dB (median {summary['psnr_median']:.2f}) "
           f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")
 

@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{kind.replace('_', '-')}", nargs=2, metavar=("PIANO_RUN", "VIOLIN_RUN"),
                        help=f"BASIS with {kind} priors (run folders)")
     p.add_argument("--steps", type=int, help="BASIS Langevin steps per level (default: the priors' basis.json, else 100)")
+    p.add_argument("--chains", type=int, help="BASIS chains per patch, the most probable kept (default: the priors' "
+                   "basis.json, else 1)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
     p.add_argument("--jit", action="store_true", help="XLA-compile the BASIS loop")
@@ -104,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = getattr(args, kind)
         if runs:
             timings[f"BASIS-{kind}"] = run_basis(data_dir, est_root, kind, runs[0], runs[1], args.steps,
-                                                 args.batch_size, args.seed, args.jit)
+                                                 args.batch_size, args.seed, args.jit,
+                                                 extra=["--chains", str(args.chains)] if args.chains else ())
     if not args.no_oracles:
         timings.update(run_oracle_methods(data_dir, est_root, cfg))
     methods = {"mixture": None, **{m: est_root / m for m in timings}}

@@ -11,6 +11,13 @@ For levels i = 1 … L (σ_1 > … > σ_L) and T steps per level, every source m
 ``(seed, step)``, so a seed reproduces a separation exactly. An optional final step denoises each
 source with Tweedie's formula (NCSN priors), and the result is clipped to the data range.
 
+Several chains per mixture (``n_chains`` = K > 1): the K chains run as one batch of K·B, and each
+mixture keeps the chain whose sources are most probable under their priors, i.e. the smallest
+Σ_k −log p_k(x_k) (each prior's ``neg_log_density``; for NCSN the denoising bound, with the same noise
+draws for all chains of a mixture). Every chain satisfies the mixture, so this ranks the chains by their
+posterior density. Chains of one mixture fail in different places (a stroke or a note given to the wrong
+source), so picking one beats averaging them, which blends a wrong assignment into the right one.
+
 Shapes: mixture ``[B, H, W, C]``; sources ``[S, B, H, W, C]``.
 """
 from __future__ import annotations
@@ -35,6 +42,8 @@ class BasisConfig:
     final_denoise: bool = True            # Tweedie step for priors that support it (NCSN)
     clip: tuple[float, float] = (0.0, 1.0)
     jit_compile: bool = False
+    n_chains: int = 1                     # K chains per mixture; the most probable one is kept
+    selection_draws: int = 8              # noise draws per level of the NCSN density bound used to rank them
 
     def __post_init__(self):
         object.__setattr__(self, "sigma_levels", tuple(float(s) for s in self.sigma_levels))
@@ -43,6 +52,8 @@ class BasisConfig:
             raise UserError(f"sigma_levels must be strictly decreasing, got {self.sigma_levels}")
         if self.n_steps_per_level < 1 or self.step_lr <= 0 or self.gamma_scale <= 0:
             raise UserError("n_steps_per_level, step_lr and gamma_scale must be positive")
+        if self.n_chains < 1 or self.selection_draws < 1:
+            raise UserError(f"n_chains ({self.n_chains}) and selection_draws ({self.selection_draws}) must be at least 1")
         if self.init not in ("uniform", "mixture"):
             raise UserError(f"init must be 'uniform' or 'mixture', not {self.init!r}")
 
@@ -106,6 +117,32 @@ class BasisSeparator(tf.Module):
                for k, prior in enumerate(self.priors)]
         return tf.stack(out)
 
+    def neg_log_densities(self, sources: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        """Σ_k −log p_k(x_k) ``[N]`` of sources ``[S, N, ...]``, with noise draws ``[D, N, ...]`` for every source."""
+        if all(prior is self.priors[0] for prior in self.priors):
+            n_sources = len(self.priors)
+            flat = tf.reshape(sources, [-1, *self.image_shape])
+            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]))
+            return tf.reduce_sum(tf.reshape(per_source, [n_sources, -1]), axis=0)
+        return tf.add_n([prior.neg_log_density(sources[k], noise) for k, prior in enumerate(self.priors)])
+
+    def chain_neg_log_densities(self, sources: tf.Tensor, n_chains: int, seed: tf.Tensor) -> tf.Tensor:
+        """Σ_k −log p_k(x_k) ``[K, B]`` of K chains ``sources [S, K·B, ...]`` (chain c of mixture b at c·B + b)."""
+        batch = tf.shape(sources)[1] // n_chains
+        half = (self.config.selection_draws + 1) // 2
+        noise = tf.random.stateless_normal(tf.concat([[half, batch], self.image_shape], axis=0), seed)
+        # Antithetic pairs z, −z (the part of the bound linear in z cancels), the same for every chain of a mixture.
+        noise = tf.concat([noise, -noise], axis=0)[:self.config.selection_draws]
+        nll = self.neg_log_densities(sources, tf.tile(noise, [1, n_chains, 1, 1, 1]))
+        return tf.reshape(nll, [n_chains, batch])
+
+    def select_chains(self, sources: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """Keep, per mixture, the most probable of the K chains in ``sources [S, K·B, ...]``; returns ``[S, B, ...]``."""
+        nll = self.chain_neg_log_densities(sources, self.config.n_chains, seed)
+        batch = tf.shape(nll)[1]
+        best = tf.argmin(nll, axis=0, output_type=tf.int32)
+        return tf.gather(sources, best * batch + tf.range(batch), axis=1)
+
     def initial_sources(self, mixture: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         shape = tf.concat([[len(self.priors)], tf.shape(mixture)], axis=0)
         if self.config.init == "uniform":
@@ -113,6 +150,8 @@ class BasisSeparator(tf.Module):
         return mixture[None] + self.sigma_levels[0] * tf.random.stateless_normal(shape, seed)
 
     def _run(self, mixture: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        if self.config.n_chains > 1:
+            mixture = tf.tile(mixture, [self.config.n_chains, 1, 1, 1])
         sources = self.initial_sources(mixture, tf.random.experimental.stateless_fold_in(seed, -1))
         n_total = self.n_levels * self.config.n_steps_per_level
         for step in tf.range(n_total):        # AutoGraph: one tf.while_loop
@@ -121,7 +160,10 @@ class BasisSeparator(tf.Module):
         if self.config.final_denoise:
             sources = self.denoise_fn(sources)
         low, high = self.config.clip
-        return tf.clip_by_value(sources, low, high)
+        sources = tf.clip_by_value(sources, low, high)
+        if self.config.n_chains > 1:
+            sources = self.select_chains(sources, tf.random.experimental.stateless_fold_in(seed, -2))
+        return sources
 
     def separate(self, mixture, seed: int = 0) -> tf.Tensor:
         """Sources ``[S, B, H, W, C]`` of the mixtures ``[B, H, W, C]``."""

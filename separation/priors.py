@@ -3,6 +3,10 @@
 ``x``: ``[B, H, W, C]`` float32 in the prior's input units; ``level``: int32 scalar tensor, the index of
 the annealing level (0 = largest σ). Every ``score`` is traceable inside one compiled loop.
 
+Every prior also estimates ``neg_log_density(x, noise) -> [B]``: −log p(x) up to a constant that does not
+depend on x, so that BASIS can rank several chains of the same mixture (``BasisConfig.n_chains``). Flows
+have it exactly; a score network has the denoising bound of :func:`score_matching_nll`.
+
 - :class:`NCSNPrior` — the noise-conditional score network at σ_level (its own σ schedule).
 - :class:`FlowPrior` — a clean Glow/RealNVP: ∇ log p(x) by autodiff (one backward pass), the same at
   every level. x is projected onto [0, 1] first (the flow's logit preprocessing is undefined outside).
@@ -22,6 +26,48 @@ from pipeline.errors import UserError
 PRIOR_KINDS = ("ncsn", "glow", "noisy_glow")
 
 
+def log_sigma_weights(sigma_levels: Sequence[float]) -> np.ndarray:
+    """Trapezoid weights ``[L]`` of ∫ f(σ) d ln σ on the levels σ_1 > … > σ_L (equal for a geometric schedule)."""
+    log_sigma = np.log(np.asarray(sigma_levels, np.float64))
+    if len(log_sigma) == 1:
+        return np.ones(1, np.float32)
+    gaps = -np.diff(log_sigma)
+    return ((np.concatenate([gaps, [0.0]]) + np.concatenate([[0.0], gaps])) / 2).astype(np.float32)
+
+
+def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequence[float]) -> tf.Tensor:
+    """Denoising bound on −log p(x) (up to an x-independent constant) of a noise-conditional score model.
+
+    For the variance-exploding diffusion x_σ = x + σ z, the likelihood-weighted score-matching bound
+    (Song, Durkan, Murray & Ermon 2021, Thm. 1) is, apart from terms that do not depend on x::
+
+        −log p(x) ≤ ½ ∫ E_z ‖s(x + σ z, σ) + z/σ‖² dσ² + C = ∫ E_z ‖σ s(x + σ z, σ) + z‖² d ln σ + C
+
+    i.e. the NCSN training loss (λ(σ) = σ²) integrated over ln σ: on a geometric schedule every level weighs
+    the same. The integral runs over the prior's levels (trapezoid rule in ln σ) and E_z over the draws.
+
+    Args:
+        score: ``(x [N, ...], level) -> [N, ...]``.
+        x: ``[N, ...]`` points to score.
+        noise: ``[D, N, ...]`` standard normal draws, reused at every level (pass the same draws to the
+            points being compared: common random numbers make their difference far less noisy).
+        sigma_levels: ``[L]`` the model's σ levels, descending.
+    Returns:
+        ``[N]`` float32, in nats.
+    """
+    weights = tf.constant(log_sigma_weights(sigma_levels))
+    sigmas = tf.constant(np.asarray(sigma_levels, np.float32))
+    axes = tf.range(1, tf.rank(x))
+    total = tf.zeros(tf.shape(x)[:1], tf.float32)
+    n_levels, n_draws = len(sigma_levels), tf.shape(noise)[0]
+    for index in tf.range(n_levels * n_draws):          # AutoGraph: one tf.while_loop in a tf.function
+        level, draw = index // n_draws, index % n_draws
+        sigma, z = tf.gather(sigmas, level), tf.gather(noise, draw)
+        residual = sigma * score(x + sigma * z, level) + z
+        total += tf.gather(weights, level) * tf.reduce_sum(tf.square(residual), axis=axes)
+    return total / tf.cast(n_draws, tf.float32)
+
+
 class NCSNPrior:
     def __init__(self, model, name: str = "ncsn"):
         self.model = model
@@ -32,6 +78,9 @@ class NCSNPrior:
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return self.model(x, level)
+
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        return score_matching_nll(self.score, x, noise, self.sigma_levels)
 
 
 def _flow_score(flow, x: tf.Tensor) -> tf.Tensor:
@@ -53,6 +102,10 @@ class FlowPrior:
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return _flow_score(self.flow, x)
 
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        """Exact −log p(x) of the flow (on x projected onto [0, 1], as for the score); ``noise`` unused."""
+        return -self.flow.log_prob(tf.clip_by_value(x, 0.0, 1.0))
+
 
 class NoisyFlowPrior:
     """Flows fine-tuned at each σ of the schedule; ``flows`` in *descending* σ order (level 0 = largest σ)."""
@@ -69,6 +122,10 @@ class NoisyFlowPrior:
         branches = [lambda flow=flow: _flow_score(flow, x) for flow in self.flows]
         return tf.switch_case(tf.cast(level, tf.int32), branches)
 
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        """−log p_σL(x) under the flow of the smallest σ; ``noise`` unused."""
+        return -self.flows[-1].log_prob(tf.clip_by_value(x, 0.0, 1.0))
+
 
 class GaussianPrior:
     def __init__(self, mean: np.ndarray, variance: np.ndarray, sigma_levels: Sequence[float], name: str = "gaussian"):
@@ -82,6 +139,12 @@ class GaussianPrior:
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         sigma = tf.gather(tf.constant(self.sigma_levels), level)
         return -(x - self.mean) / (self.variance + sigma ** 2)
+
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        """Exact −log N(x; μ, v + σ_L²) summed over dimensions; ``noise`` unused."""
+        variance = self.variance + float(self.sigma_levels[-1]) ** 2
+        terms = 0.5 * (tf.square(x - self.mean) / variance + tf.math.log(2 * np.pi * variance))
+        return tf.reduce_sum(terms, axis=tf.range(1, tf.rank(x)))
 
 
 def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32"):

@@ -103,3 +103,34 @@ def test_unstable_likelihood_step_is_refused():
     with pytest.raises(UserError, match="unstable"):
         BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.01), step_lr=1e-4, gamma_scale=0.5))
     BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=(1.0, 0.01), step_lr=1e-4, gamma_scale=0.75))
+
+
+def test_score_matching_bound_ranks_points_like_the_exact_log_density():
+    """The denoising bound of an exact Gaussian score differs between points as −log N(x; μ, v) does."""
+    from separation.priors import score_matching_nll
+    rng = np.random.default_rng(0)
+    shape, variance = (8, 8, 1), 0.04
+    sigmas = tuple(np.geomspace(20.0, 1e-3, 60))
+    prior = GaussianPrior(np.full(shape, 0.5, np.float32), np.full(shape, variance, np.float32), sigmas)
+    x = (0.5 + rng.normal(0, 1, (4, *shape)) * np.array([0.1, 0.2, 0.3, 0.5])[:, None, None, None]).astype(np.float32)
+    noise = tf.random.stateless_normal((2, 1, *shape), [0, 1])
+    noise = tf.concat([noise, -noise], axis=0)          # antithetic pairs: the term linear in z cancels exactly
+    bound = score_matching_nll(prior.score, tf.constant(x), tf.tile(noise, [1, 4, 1, 1, 1]), sigmas).numpy()
+    exact = np.sum((x - 0.5) ** 2, axis=(1, 2, 3)) / (2 * variance)
+    np.testing.assert_allclose(bound - bound[0], exact - exact[0], rtol=0.01)
+
+
+def test_several_chains_keep_the_most_probable_one_per_mixture():
+    sigmas = (1.0, 0.1, 0.01)
+    shape = (2, 2, 1)
+    priors = [GaussianPrior(np.full(shape, m, np.float32), np.full(shape, 0.05, np.float32), sigmas) for m in (0.3, 0.7)]
+    mixture = np.random.default_rng(1).uniform(0.3, 0.7, (5, *shape)).astype(np.float32)
+    config = dict(sigma_levels=sigmas, n_steps_per_level=3, step_lr=1e-4, final_denoise=False)
+    every_chain = BasisSeparator(priors, MeanMixing(), BasisConfig(**config)).separate(np.tile(mixture, (3, 1, 1, 1)), seed=2)
+    kept = BasisSeparator(priors, MeanMixing(), BasisConfig(**config, n_chains=3)).separate(mixture, seed=2).numpy()
+    chains = every_chain.numpy().reshape(2, 3, 5, *shape)           # [S, K, B, ...]: the same draws, chain by chain
+    nll = sum(priors[k].neg_log_density(every_chain[k], None).numpy() for k in range(2)).reshape(3, 5)
+    np.testing.assert_allclose(kept, chains[:, nll.argmin(axis=0), np.arange(5)], atol=1e-6)
+    assert len(set(nll.argmin(axis=0))) > 1                          # the test picks different chains for different mixtures
+    with pytest.raises(UserError, match="n_chains"):
+        BasisConfig(n_chains=0)

@@ -1,0 +1,200 @@
+#!/usr/bin/env python
+"""Score against the number of BASIS chains per mixture, from one run of K_max chains.
+
+BASIS can run K chains per mixture and keep the one most probable under the priors (``--chains K``,
+:class:`separation.basis.BasisConfig`). This runs K_max chains once, records every chain and its
+Σ_k −log p_k(x_k), and scores, for K = 1 … K_max, the chain the priors pick among the first K: the same
+draws, so the rows differ only by the selection.
+
+- ``images``: superposed-image pairs; PSNR of the picked chain, the mean PSNR of single chains, and the
+  best of K by PSNR (an oracle that needs the truth: how much a perfect selection could gain).
+- ``melspec``: a folder of ``{mix,piano,violin}/*.wav`` triplets; per patch the picked chain, stitched,
+  Wiener-inverted and scored with BSS Eval v4 (median SDR over tracks).
+
+    python bench/chains.py images --checkpoint pretrained/ncsn_mnist --n-pairs 32 --chains 4 --out results/chains/mnist
+    python bench/chains.py melspec --data data/demo/wav/test --chains 4 --out results/chains/demo8
+
+Both write ``OUT/chains.md`` / ``chains.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.audio_io import atomic_output  # noqa: E402
+from pipeline.errors import log, run_cli  # noqa: E402
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
+
+
+class RecordedChains:
+    """A separator that runs ``n_chains`` chains of every batch at once and records them with their −log
+    densities (:meth:`BasisSeparator.chain_neg_log_densities`, as ``--chains`` ranks them); after
+    ``replay(k)`` it returns the same calls' results again, per mixture the most probable of the first k chains.
+
+    It exposes ``priors`` and ``config`` (``n_chains = k``) so that :func:`separation.audio.separate_folder`
+    records honest settings.
+    """
+
+    def __init__(self, separator, n_chains: int):
+        self.base = separator
+        self.priors = separator.priors
+        self.config = separator.config
+        self.n_chains = n_chains
+        self.records: list[tuple[np.ndarray, np.ndarray]] = []         # ([S, K, B, ...], [K, B]) per call
+        self._replay: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self._k = n_chains
+
+    def separate(self, mixture, seed: int = 0):
+        import tensorflow as tf
+        if self._replay is not None:
+            chains, nll = self._replay.pop(0)
+            best = nll[:self._k].argmin(axis=0)
+            return tf.constant(chains[:, best, np.arange(chains.shape[2])])
+        sources = self.base.separate(np.concatenate([mixture] * self.n_chains), seed=seed)
+        selection_seed = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int32), -2)
+        nll = self.base.chain_neg_log_densities(sources, self.n_chains, selection_seed).numpy()
+        chains = sources.numpy().reshape(sources.shape[0], self.n_chains, len(mixture), *sources.shape[2:])
+        self.records.append((chains, nll))
+        return tf.constant(chains[:, 0])
+
+    def replay(self, k: int) -> "RecordedChains":
+        self._replay = list(self.records)
+        self._k = k
+        self.config = dataclasses.replace(self.base.config, n_chains=k)
+        return self
+
+
+def separation_args(steps: int | None):
+    """``run_basis_sep.py`` arguments for one chain with the priors' basis.json settings (``--steps`` if given)."""
+    from run_basis_sep import build_parser
+    return build_parser().parse_args(["--dataset", "digits", "--out", "-", "--chains", "1"]
+                                     + (["--steps", str(steps)] if steps else []))
+
+
+def image_rows(args) -> tuple[list[dict], dict]:
+    from pipeline.image_datasets import load_images
+    from run_basis_sep import make_separator
+    from separation.images import make_image_mixtures, pair_psnr
+    from separation.mixing import MeanMixing
+    from separation.priors import load_prior
+    prior = load_prior("ncsn", args.checkpoint)
+    images = load_images(args.dataset, "test", args.data_dir, pad_to=prior.image_shape[0])
+    truth, mixtures = make_image_mixtures(images, args.n_pairs, args.seed)
+    separator = make_separator([prior, prior], MeanMixing(), separation_args(args.steps), args.checkpoint)
+    recorder = RecordedChains(separator, args.chains)
+    start = time.perf_counter()
+    for i in range(0, len(mixtures), args.batch_size):
+        recorder.separate(mixtures[i:i + args.batch_size], seed=args.seed + i)
+    seconds = time.perf_counter() - start
+    chains = np.concatenate([c for c, _ in recorder.records], axis=2)                  # [S, K, N, ...]
+    nll = np.concatenate([n for _, n in recorder.records], axis=1)                     # [K, N]
+    psnr = np.stack([pair_psnr(truth, chains[:, c]) for c in range(args.chains)])      # [K, N]
+    rows = []
+    for k in range(1, args.chains + 1):
+        picked = psnr[nll[:k].argmin(axis=0), np.arange(psnr.shape[1])]
+        rows.append({"chains": k, "picked_mean": float(picked.mean()), "picked_median": float(np.median(picked)),
+                     "single_chain_mean": float(psnr[:k].mean()), "oracle_best_mean": float(psnr[:k].max(axis=0).mean())})
+    extra = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "n_pairs": args.n_pairs, "seed": args.seed,
+             "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr,
+                       "gamma_scale": separator.config.gamma_scale},
+             "separation_seconds": seconds, "psnr": np.round(psnr, 3).tolist(), "nll": np.round(nll, 2).tolist()}
+    return rows, extra
+
+
+def image_table(rows: list[dict]) -> str:
+    lines = ["| chains K | PSNR, prior-picked chain (mean) | (median) | single chain (mean) | best of K by PSNR (oracle) |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['chains']} | {r['picked_mean']:.2f} | {r['picked_median']:.2f} | {r['single_chain_mean']:.2f} | "
+              f"{r['oracle_best_mean']:.2f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def melspec_rows(args) -> tuple[list[dict], dict]:
+    from bss_eval_v4 import evaluate_methods
+    from run_basis_sep import make_separator, mel_config_of
+    from separation.audio import separate_folder
+    from separation.inversion import InversionConfig, invert_folder
+    from separation.mixing import MelDbMixing
+    from separation.priors import load_prior
+    data, out = Path(args.data), Path(args.out)
+    priors = [load_prior("ncsn", run) for run in (args.piano, args.violin)]
+    cfg = mel_config_of(args.piano)
+    separator = make_separator(priors, MelDbMixing(cfg), separation_args(args.steps), args.piano)
+    recorder = RecordedChains(separator, args.chains)
+    mixtures = sorted((data / "mix").glob("*.wav"))
+    for old in out.glob("_mels_K*"):              # this bench's own scratch: a finished folder would be skipped
+        shutil.rmtree(old)
+    start = time.perf_counter()
+    folders = {}
+    for k in range(1, args.chains + 1):
+        sep_dir = out / f"_mels_K{k}"
+        separate_folder(mixtures, sep_dir, recorder if k == 1 else recorder.replay(k), cfg, args.batch_size,
+                        seed=args.seed, progress=k == 1)
+        if k == 1:
+            seconds = time.perf_counter() - start
+        folders[f"K={k}"] = out / f"K{k}"
+        invert_folder(sep_dir, folders[f"K={k}"], InversionConfig(route="wiener"), layout="per-source", progress=False)
+    _, summaries = evaluate_methods(data, folders, progress=False)
+    rows = [{"chains": k, "sdr": {s: summaries[f"K={k}"][s]["SDR"] for s in ("piano", "violin")}}
+            for k in range(1, args.chains + 1)]
+    extra = {"data": str(data), "priors": [args.piano, args.violin], "seed": args.seed,
+             "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr},
+             "separation_seconds": seconds, "medians": summaries}
+    return rows, extra
+
+
+def melspec_table(rows: list[dict]) -> str:
+    lines = ["| chains K | SDR piano | SDR violin |", "|---|---|---|"]
+    lines += [f"| {r['chains']} | {r['sdr']['piano']:.2f} | {r['sdr']['violin']:.2f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    sub = p.add_subparsers(dest="kind", required=True)
+    images = sub.add_parser("images", help="superposed images (MNIST)")
+    images.add_argument("--checkpoint", default=str(PRETRAINED / "ncsn_mnist"), help="NCSN run folder")
+    images.add_argument("--dataset", default="mnist_subset", help="image dataset (run_basis_sep.py --dataset)")
+    images.add_argument("--data-dir", help="folder holding mnist.npz / cifar-10-batches-py")
+    images.add_argument("--n-pairs", type=int, default=32)
+    images.add_argument("--batch-size", type=int, default=32, help="pairs per call (each call runs K times as many)")
+    mel = sub.add_parser("melspec", help="a folder of {mix,piano,violin}/*.wav triplets")
+    mel.add_argument("--data", required=True, help="folder with {mix,piano,violin}/*.wav")
+    mel.add_argument("--piano", default=str(PRETRAINED / "ncsn_piano"), help="NCSN run folder of the piano prior")
+    mel.add_argument("--violin", default=str(PRETRAINED / "ncsn_violin"), help="NCSN run folder of the violin prior")
+    mel.add_argument("--batch-size", type=int, default=16, help="patches per call (each call runs K times as many)")
+    for sub_parser in (images, mel):
+        sub_parser.add_argument("--chains", type=int, default=4, help="K_max")
+        sub_parser.add_argument("--steps", type=int, help="Langevin steps per level (default: the prior's basis.json)")
+        sub_parser.add_argument("--seed", type=int, default=0)
+        sub_parser.add_argument("--out", required=True, help="output folder")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rows, extra = image_rows(args) if args.kind == "images" else melspec_rows(args)
+    table = (image_table if args.kind == "images" else melspec_table)(rows)
+    out = Path(args.out)
+    with atomic_output(out / "chains.json") as tmp:
+        tmp.write_text(json.dumps({"rows": rows, **extra}, indent=1) + "\n")
+    with atomic_output(out / "chains.md") as tmp:
+        tmp.write_text(table)
+    print(table)
+    log.info("table: %s", out / "chains.md")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

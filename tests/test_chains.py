@@ -1,0 +1,51 @@
+"""Several BASIS chains per mixture: bench/chains.py on images and mel folders, ``--chains`` on the command line."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import chains  # noqa: E402
+import run_basis_sep  # noqa: E402
+
+
+def test_image_rows_replay_one_run_of_k_chains(tiny_ncsn_run, tmp_path):
+    assert chains.main(["images", "--checkpoint", str(tiny_ncsn_run), "--dataset", "digits", "--n-pairs", "6",
+                        "--batch-size", "3", "--chains", "3", "--steps", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "chains.json").read_text())
+    rows, psnr, nll = report["rows"], np.array(report["psnr"]), np.array(report["nll"])
+    assert [r["chains"] for r in rows] == [1, 2, 3] and psnr.shape == nll.shape == (3, 6)
+    assert rows[0]["picked_mean"] == rows[0]["single_chain_mean"] == rows[0]["oracle_best_mean"]
+    for k, row in enumerate(rows, start=1):
+        picked = psnr[nll[:k].argmin(axis=0), np.arange(6)]
+        assert np.isclose(row["picked_mean"], picked.mean(), atol=2e-3)
+        assert row["oracle_best_mean"] >= row["picked_mean"] - 1e-6
+    assert not np.allclose(psnr[0], psnr[1])                 # the chains are different draws
+    assert "| 3 |" in (tmp_path / "chains.md").read_text()
+
+
+def test_melspec_rows_score_each_selection(rendered, tmp_path):
+    root, _ = rendered
+    data = tmp_path / "data"
+    name = sorted((root / "test" / "mix").glob("*.wav"))[0].name
+    for source in ("mix", "piano", "violin"):
+        audio, rate = sf.read(root / "test" / source / name)
+        (data / source).mkdir(parents=True)
+        sf.write(data / source / name, audio[: int(5 * rate)], rate)
+    assert chains.main(["melspec", "--data", str(data), "--chains", "2", "--steps", "1", "--batch-size", "4",
+                        "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "chains.json").read_text())
+    assert [r["chains"] for r in report["rows"]] == [1, 2]
+    assert all(np.isfinite(r["sdr"][s]) for r in report["rows"] for s in ("piano", "violin"))
+    stem = Path(name).stem
+    metas = [json.loads((tmp_path / "out" / f"_mels_K{k}" / stem / "meta.json").read_text()) for k in (1, 2)]
+    assert [m["basis"]["n_chains"] for m in metas] == [1, 2]
+    assert (tmp_path / "out" / "K2" / "piano" / name).is_file()
+
+
+def test_chains_flag_reaches_the_separation_and_its_report(tiny_ncsn_run, tmp_path):
+    assert run_basis_sep.main(["--dataset", "digits", "--checkpoint", str(tiny_ncsn_run), "--out", str(tmp_path),
+                               "--n-pairs", "4", "--batch-size", "4", "--steps", "1", "--chains", "3"]) == 0
+    assert json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())["n_chains"] == 3
