@@ -145,12 +145,12 @@ def melspec_rows(args) -> tuple[list[dict], dict]:
             seconds = time.perf_counter() - start
         folders[f"K={k}"] = out / f"K{k}"
         invert_folder(sep_dir, folders[f"K={k}"], InversionConfig(route="wiener"), layout="per-source", progress=False)
-    _, summaries = evaluate_methods(data, folders, progress=False)
+    per_track, summaries = evaluate_methods(data, folders, progress=False)
     rows = [{"chains": k, "sdr": {s: summaries[f"K={k}"][s]["SDR"] for s in ("piano", "violin")}}
             for k in range(1, args.chains + 1)]
     extra = {"data": str(data), "priors": [args.piano, args.violin], "seed": args.seed,
              "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr},
-             "separation_seconds": seconds, "medians": summaries}
+             "separation_seconds": seconds, "medians": summaries, "per_track": per_track}
     return rows, extra
 
 

@@ -85,7 +85,7 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     return record
 
 
-BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str}
+BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str, "n_chains": int}
 
 
 def parse_basis(pairs: list[str], note: str) -> dict:
