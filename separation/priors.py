@@ -57,7 +57,7 @@ def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequ
     """
     weights = tf.constant(log_sigma_weights(sigma_levels))
     sigmas = tf.constant(np.asarray(sigma_levels, np.float32))
-    axes = tf.range(1, tf.rank(x))
+    axes = list(range(1, x.shape.rank))          # static: the loop keeps the shape of `total`
     total = tf.zeros(tf.shape(x)[:1], tf.float32)
     n_levels, n_draws = len(sigma_levels), tf.shape(noise)[0]
     for index in tf.range(n_levels * n_draws):          # AutoGraph: one tf.while_loop in a tf.function
@@ -144,7 +144,7 @@ class GaussianPrior:
         """Exact −log N(x; μ, v + σ_L²) summed over dimensions; ``noise`` unused."""
         variance = self.variance + float(self.sigma_levels[-1]) ** 2
         terms = 0.5 * (tf.square(x - self.mean) / variance + tf.math.log(2 * np.pi * variance))
-        return tf.reduce_sum(terms, axis=tf.range(1, tf.rank(x)))
+        return tf.reduce_sum(terms, axis=list(range(1, x.shape.rank)))
 
 
 def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32"):
