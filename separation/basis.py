@@ -126,8 +126,15 @@ class BasisSeparator(tf.Module):
             return tf.reduce_sum(tf.reshape(per_source, [n_sources, -1]), axis=0)
         return tf.add_n([prior.neg_log_density(sources[k], noise) for k, prior in enumerate(self.priors)])
 
+    @staticmethod
+    def run_seed(seed: int) -> tf.Tensor:
+        """The int32 ``[2]`` seed tensor of ``separate(..., seed)``; every random stream of a run folds into it."""
+        return tf.constant([seed, 0], tf.int32)
+
     def chain_neg_log_densities(self, sources: tf.Tensor, n_chains: int, seed: tf.Tensor) -> tf.Tensor:
-        """Σ_k −log p_k(x_k) ``[K, B]`` of K chains ``sources [S, K·B, ...]`` (chain c of mixture b at c·B + b)."""
+        """Σ_k −log p_k(x_k) ``[K, B]`` of K chains ``sources [S, K·B, ...]`` (chain c of mixture b at c·B + b),
+        with the noise draws a run of seed tensor ``seed`` (:meth:`run_seed`) uses to rank them."""
+        seed = tf.random.experimental.stateless_fold_in(seed, -2)
         batch = tf.shape(sources)[1] // n_chains
         half = (self.config.selection_draws + 1) // 2
         noise = tf.random.stateless_normal(tf.concat([[half, batch], self.image_shape], axis=0), seed)
@@ -162,7 +169,7 @@ class BasisSeparator(tf.Module):
         low, high = self.config.clip
         sources = tf.clip_by_value(sources, low, high)
         if self.config.n_chains > 1:
-            sources = self.select_chains(sources, tf.random.experimental.stateless_fold_in(seed, -2))
+            sources = self.select_chains(sources, seed)
         return sources
 
     def separate(self, mixture, seed: int = 0) -> tf.Tensor:
@@ -170,4 +177,4 @@ class BasisSeparator(tf.Module):
         mixture = tf.convert_to_tensor(mixture, tf.float32)
         if tuple(mixture.shape[1:]) != self.image_shape:
             raise UserError(f"mixture patches of shape {tuple(mixture.shape[1:])} do not match the priors' {self.image_shape}")
-        return self._compiled(mixture, tf.constant([seed, 0], tf.int32))
+        return self._compiled(mixture, self.run_seed(seed))
