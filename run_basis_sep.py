@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", choices=("uniform", "mixture"), help="initial sources")
     g.add_argument("--chains", type=int, help="chains per mixture (patch), run as one batch; each mixture keeps the "
                    "chain most probable under the priors (K times the work)")
+    g.add_argument("--selection-draws", type=int, help="noise draws per σ level of the NCSN density bound that "
+                   "ranks the chains (with --chains > 1)")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
                    "balanced so that the last, padded batch wastes the least)")
@@ -77,7 +79,7 @@ def schedule_of(priors, args) -> tuple[float, ...]:
 
 
 STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
-                 "chains": "n_chains"}
+                 "chains": "n_chains", "selection_draws": "selection_draws"}
 BASIS_FILE = "basis.json"
 
 
@@ -186,6 +188,7 @@ def separate_images(args) -> None:
                                   "steps_per_level": separator.config.n_steps_per_level,
                                   "step_lr": separator.config.step_lr, "gamma_scale": separator.config.gamma_scale,
                                   "init": separator.config.init, "n_chains": separator.config.n_chains,
+                                  "selection_draws": separator.config.selection_draws,
                                   "mixture_psnr_mean": float(np.mean(mixture_scores))})
     print(f"{args.dataset}: BASIS-{args.prior} PSNR {summary['psnr_mean']:.2f} dB (median {summary['psnr_median']:.2f}) "
           f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")

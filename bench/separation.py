@@ -70,6 +70,12 @@ def run_nmf(data_dir: Path, est_root: Path, train_wav: str | None, model: str | 
     return time.perf_counter() - start
 
 
+def basis_flags(args) -> list[str]:
+    """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line."""
+    given = {"--chains": args.chains, "--selection-draws": args.selection_draws}
+    return [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", required=True, help="folder with {mix,piano,violin}/*.wav")
@@ -82,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="BASIS Langevin steps per level (default: the priors' basis.json, else 100)")
     p.add_argument("--chains", type=int, help="BASIS chains per patch, the most probable kept (default: the priors' "
                    "basis.json, else 1)")
+    p.add_argument("--selection-draws", type=int, help="BASIS with --chains: noise draws per σ level of the NCSN "
+                   "density bound that ranks the chains (default: the priors' basis.json, else 8)")
+    p.add_argument("--hop-frames", type=int, help="BASIS hop between mel patches in frames (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
     p.add_argument("--jit", action="store_true", help="XLA-compile the BASIS loop")
@@ -106,8 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = getattr(args, kind)
         if runs:
             timings[f"BASIS-{kind}"] = run_basis(data_dir, est_root, kind, runs[0], runs[1], args.steps,
-                                                 args.batch_size, args.seed, args.jit,
-                                                 extra=["--chains", str(args.chains)] if args.chains else ())
+                                                 args.batch_size, args.seed, args.jit, hop_frames=args.hop_frames,
+                                                 extra=basis_flags(args))
     if not args.no_oracles:
         timings.update(run_oracle_methods(data_dir, est_root, cfg))
     methods = {"mixture": None, **{m: est_root / m for m in timings}}

@@ -45,7 +45,16 @@ def test_melspec_rows_score_each_selection(rendered, tmp_path):
     assert (tmp_path / "out" / "K2" / "piano" / name).is_file()
 
 
+def test_bench_passes_the_basis_flags_it_was_given():
+    from bench import separation
+    args = separation.build_parser().parse_args(["--data", "d", "--chains", "2", "--selection-draws", "3"])
+    assert separation.basis_flags(args) == ["--chains", "2", "--selection-draws", "3"]
+    assert separation.basis_flags(separation.build_parser().parse_args(["--data", "d"])) == []
+
+
 def test_chains_flag_reaches_the_separation_and_its_report(tiny_ncsn_run, tmp_path):
     assert run_basis_sep.main(["--dataset", "digits", "--checkpoint", str(tiny_ncsn_run), "--out", str(tmp_path),
-                               "--n-pairs", "4", "--batch-size", "4", "--steps", "1", "--chains", "3"]) == 0
-    assert json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())["n_chains"] == 3
+                               "--n-pairs", "4", "--batch-size", "4", "--steps", "1", "--chains", "3",
+                               "--selection-draws", "2"]) == 0
+    report = json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())
+    assert (report["n_chains"], report["selection_draws"]) == (3, 2)

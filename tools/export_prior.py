@@ -85,7 +85,8 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     return record
 
 
-BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str, "n_chains": int}
+BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str, "n_chains": int,
+              "selection_draws": int}
 
 
 def parse_basis(pairs: list[str], note: str) -> dict:
