@@ -74,11 +74,13 @@ class RecordedChains:
         return self
 
 
-def separation_args(steps: int | None):
-    """``run_basis_sep.py`` arguments for one chain with the priors' basis.json settings (``--steps`` if given)."""
+def separation_args(args):
+    """``run_basis_sep.py`` arguments for one chain with the priors' basis.json settings (``--steps`` and
+    ``--selection-draws`` if given)."""
     from run_basis_sep import build_parser
+    given = {"--steps": args.steps, "--selection-draws": args.selection_draws}
     return build_parser().parse_args(["--dataset", "digits", "--out", "-", "--chains", "1"]
-                                     + (["--steps", str(steps)] if steps else []))
+                                     + [part for flag, value in given.items() if value for part in (flag, str(value))])
 
 
 def image_rows(args) -> tuple[list[dict], dict]:
@@ -90,7 +92,7 @@ def image_rows(args) -> tuple[list[dict], dict]:
     prior = load_prior("ncsn", args.checkpoint)
     images = load_images(args.dataset, "test", args.data_dir, pad_to=prior.image_shape[0])
     truth, mixtures = make_image_mixtures(images, args.n_pairs, args.seed)
-    separator = make_separator([prior, prior], MeanMixing(), separation_args(args.steps), args.checkpoint)
+    separator = make_separator([prior, prior], MeanMixing(), separation_args(args), args.checkpoint)
     recorder = RecordedChains(separator, args.chains)
     start = time.perf_counter()
     for i in range(0, len(mixtures), args.batch_size):
@@ -106,7 +108,8 @@ def image_rows(args) -> tuple[list[dict], dict]:
                      "single_chain_mean": float(psnr[:k].mean()), "oracle_best_mean": float(psnr[:k].max(axis=0).mean())})
     extra = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "n_pairs": args.n_pairs, "seed": args.seed,
              "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr,
-                       "gamma_scale": separator.config.gamma_scale},
+                       "gamma_scale": separator.config.gamma_scale,
+                       "selection_draws": separator.config.selection_draws},
              "separation_seconds": seconds, "psnr": np.round(psnr, 3).tolist(), "nll": np.round(nll, 2).tolist()}
     return rows, extra
 
@@ -129,7 +132,7 @@ def melspec_rows(args) -> tuple[list[dict], dict]:
     data, out = Path(args.data), Path(args.out)
     priors = [load_prior("ncsn", run) for run in (args.piano, args.violin)]
     cfg = mel_config_of(args.piano)
-    separator = make_separator(priors, MelDbMixing(cfg), separation_args(args.steps), args.piano)
+    separator = make_separator(priors, MelDbMixing(cfg), separation_args(args), args.piano)
     recorder = RecordedChains(separator, args.chains)
     mixtures = sorted((data / "mix").glob("*.wav"))
     for old in out.glob("_mels_K*"):              # this bench's own scratch: a finished folder would be skipped
@@ -148,7 +151,8 @@ def melspec_rows(args) -> tuple[list[dict], dict]:
     rows = [{"chains": k, "sdr": {s: summaries[f"K={k}"][s]["SDR"] for s in ("piano", "violin")}}
             for k in range(1, args.chains + 1)]
     extra = {"data": str(data), "priors": [args.piano, args.violin], "seed": args.seed,
-             "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr},
+             "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr,
+                       "selection_draws": separator.config.selection_draws},
              "separation_seconds": seconds, "medians": summaries, "per_track": per_track}
     return rows, extra
 
@@ -176,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     for sub_parser in (images, mel):
         sub_parser.add_argument("--chains", type=int, default=4, help="K_max")
         sub_parser.add_argument("--steps", type=int, help="Langevin steps per level (default: the prior's basis.json)")
+        sub_parser.add_argument("--selection-draws", type=int, help="noise draws per σ level of the density bound "
+                                "that ranks the chains (default: the prior's basis.json, else 8)")
         sub_parser.add_argument("--seed", type=int, default=0)
         sub_parser.add_argument("--out", required=True, help="output folder")
     return p

@@ -13,8 +13,10 @@ import run_basis_sep  # noqa: E402
 
 def test_image_rows_replay_one_run_of_k_chains(tiny_ncsn_run, tmp_path):
     assert chains.main(["images", "--checkpoint", str(tiny_ncsn_run), "--dataset", "digits", "--n-pairs", "6",
-                        "--batch-size", "3", "--chains", "3", "--steps", "2", "--out", str(tmp_path)]) == 0
+                        "--batch-size", "3", "--chains", "3", "--steps", "2", "--selection-draws", "3",
+                        "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "chains.json").read_text())
+    assert report["basis"]["selection_draws"] == 3
     rows, psnr, nll = report["rows"], np.array(report["psnr"]), np.array(report["nll"])
     assert [r["chains"] for r in rows] == [1, 2, 3] and psnr.shape == nll.shape == (3, 6)
     assert rows[0]["picked_mean"] == rows[0]["single_chain_mean"] == rows[0]["oracle_best_mean"]
