@@ -83,6 +83,11 @@ STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scal
 BASIS_FILE = "basis.json"
 
 
+def cli_flags(given: dict[str, object]) -> list[str]:
+    """``{"--flag": value}`` -> the argv of the flags that have a value (``None``: left to the defaults)."""
+    return [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
+
+
 def tuned_settings(run_dir: str | Path | None) -> dict:
     """The BasisConfig fields recorded in a prior run's ``basis.json`` (empty without one)."""
     path = Path(run_dir) / BASIS_FILE if run_dir else None

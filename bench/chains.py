@@ -77,10 +77,9 @@ class RecordedChains:
 def separation_args(args):
     """``run_basis_sep.py`` arguments for one chain with the priors' basis.json settings (``--steps`` and
     ``--selection-draws`` if given)."""
-    from run_basis_sep import build_parser
-    given = {"--steps": args.steps, "--selection-draws": args.selection_draws}
+    from run_basis_sep import build_parser, cli_flags
     return build_parser().parse_args(["--dataset", "digits", "--out", "-", "--chains", "1"]
-                                     + [part for flag, value in given.items() if value for part in (flag, str(value))])
+                                     + cli_flags({"--steps": args.steps, "--selection-draws": args.selection_draws}))
 
 
 def image_rows(args) -> tuple[list[dict], dict]:

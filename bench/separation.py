@@ -52,8 +52,7 @@ def run_basis(data_dir: Path, est_root: Path, kind: str, piano: str, violin: str
     run_basis_sep.main(["--dataset", "melspec", "--prior", kind, "--piano", piano, "--violin", violin,
                         "--input", str(data_dir / "mix"), "--out", str(sep_dir),
                         "--batch-size", str(batch_size), "--seed", str(seed)] + (["--jit"] if jit else [])
-                       + (["--steps", str(steps)] if steps else [])
-                       + (["--hop-frames", str(hop_frames)] if hop_frames else []) + list(extra))
+                       + run_basis_sep.cli_flags({"--steps": steps, "--hop-frames": hop_frames}) + list(extra))
     invert_folder(sep_dir, est_root / label, InversionConfig(route="wiener"), layout="per-source", progress=False)
     return time.perf_counter() - start
 
@@ -72,8 +71,8 @@ def run_nmf(data_dir: Path, est_root: Path, train_wav: str | None, model: str | 
 
 def basis_flags(args) -> list[str]:
     """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line."""
-    given = {"--chains": args.chains, "--selection-draws": args.selection_draws}
-    return [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
+    from run_basis_sep import cli_flags
+    return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws})
 
 
 def build_parser() -> argparse.ArgumentParser:
