@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "chain most probable under the priors (K times the work)")
     g.add_argument("--selection-draws", type=int, help="noise draws per σ level of the NCSN density bound that "
                    "ranks the chains (with --chains > 1)")
+    g.add_argument("--select-after-levels", type=int, metavar="L", help="with --chains > 1: rank the chains after "
+                   "the first L annealing levels and anneal only the kept one through the rest (default: rank the "
+                   "final sources)")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
                    "balanced so that the last, padded batch wastes the least)")
@@ -79,7 +82,7 @@ def schedule_of(priors, args) -> tuple[float, ...]:
 
 
 STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
-                 "chains": "n_chains", "selection_draws": "selection_draws"}
+                 "chains": "n_chains", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels"}
 BASIS_FILE = "basis.json"
 
 
@@ -101,8 +104,10 @@ def step_settings(args, run_dir: str | Path) -> dict:
     tuned = tuned_settings(run_dir)
     settings = {field: getattr(args, flag) if getattr(args, flag) is not None else tuned.get(field, getattr(BasisConfig, field))
                 for flag, field in STEP_SETTINGS.items()}
-    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s", settings["n_steps_per_level"],
+    early = settings["select_after_levels"]
+    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s%s", settings["n_steps_per_level"],
              settings["step_lr"], settings["gamma_scale"], settings["init"], settings["n_chains"],
+             f", ranked after {early} levels" if settings["n_chains"] > 1 and early is not None else "",
              f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
     return settings
 
@@ -194,6 +199,7 @@ def separate_images(args) -> None:
                                   "step_lr": separator.config.step_lr, "gamma_scale": separator.config.gamma_scale,
                                   "init": separator.config.init, "n_chains": separator.config.n_chains,
                                   "selection_draws": separator.config.selection_draws,
+                                  "select_after_levels": separator.config.select_after_levels,
                                   "mixture_psnr_mean": float(np.mean(mixture_scores))})
     print(f"{args.dataset}: BASIS-{args.prior} PSNR {summary['psnr_mean']:.2f} dB (median {summary['psnr_median']:.2f}) "
           f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")

@@ -4,7 +4,8 @@
 BASIS can run K chains per mixture and keep the one most probable under the priors (``--chains K``,
 :class:`separation.basis.BasisConfig`). This runs K_max chains once, records every chain and its
 Σ_k −log p_k(x_k), and scores, for K = 1 … K_max, the chain the priors pick among the first K: the same
-draws, so the rows differ only by the selection.
+draws, so the rows differ only by the selection. ``--rank-after-levels L ...`` adds, for every K > 1, the pick
+that ranks the chains after the first L annealing levels (``--select-after-levels L``) instead of at the end.
 
 - ``images``: superposed-image pairs; PSNR of the picked chain, the mean PSNR of single chains, and the
   best of K by PSNR (an oracle that needs the truth: how much a perfect selection could gain).
@@ -38,40 +39,52 @@ PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
 
 class RecordedChains:
-    """A separator that runs ``n_chains`` chains of every batch at once and records them with their −log
-    densities (:meth:`BasisSeparator.chain_neg_log_densities`, as ``--chains`` ranks them); after
-    ``replay(k)`` it returns the same calls' results again, per mixture the most probable of the first k chains.
+    """A separator that runs ``n_chains`` chains of every batch at once and records them with the −log densities
+    that rank them (:meth:`BasisSeparator.ranked_chains`: after each level count in ``rank_after``, and of the
+    final sources, as ``--chains`` ranks them by default); after ``replay(k, ranking)`` it returns the same calls'
+    results again, per mixture the most probable of the first k chains under that ranking (an index into
+    ``rank_after``, or ``len(rank_after)`` for the final sources).
 
-    It exposes ``priors`` and ``config`` (``n_chains = k``) so that :func:`separation.audio.separate_folder`
-    records honest settings.
+    It exposes ``priors`` and ``config`` (``n_chains = k``, ``select_after_levels``) so that
+    :func:`separation.audio.separate_folder` records honest settings.
     """
 
-    def __init__(self, separator, n_chains: int):
+    def __init__(self, separator, n_chains: int, rank_after: Sequence[int] = ()):
         self.base = separator
         self.priors = separator.priors
         self.config = separator.config
         self.n_chains = n_chains
-        self.records: list[tuple[np.ndarray, np.ndarray]] = []         # ([S, K, B, ...], [K, B]) per call
+        self.rank_after = tuple(sorted(rank_after))
+        self.records: list[tuple[np.ndarray, np.ndarray]] = []         # ([S, K, B, ...], [R + 1, K, B]) per call
         self._replay: list[tuple[np.ndarray, np.ndarray]] | None = None
-        self._k = n_chains
+        self._k, self._ranking = n_chains, len(self.rank_after)
 
     def separate(self, mixture, seed: int = 0):
         import tensorflow as tf
         if self._replay is not None:
             chains, nll = self._replay.pop(0)
-            best = nll[:self._k].argmin(axis=0)
+            best = nll[self._ranking, :self._k].argmin(axis=0)
             return tf.constant(chains[:, best, np.arange(chains.shape[2])])
-        sources = self.base.separate(np.concatenate([mixture] * self.n_chains), seed=seed)
-        nll = self.base.chain_neg_log_densities(sources, self.n_chains, self.base.run_seed(seed)).numpy()
+        sources, nll = self.base.ranked_chains(mixture, seed, self.n_chains, self.rank_after)
         chains = sources.numpy().reshape(sources.shape[0], self.n_chains, len(mixture), *sources.shape[2:])
-        self.records.append((chains, nll))
+        self.records.append((chains, nll.numpy()))
         return tf.constant(chains[:, 0])
 
-    def replay(self, k: int) -> "RecordedChains":
+    def ranking_label(self, ranking: int) -> str:
+        return "final" if ranking == len(self.rank_after) else f"after {self.rank_after[ranking]} levels"
+
+    def replay(self, k: int, ranking: int) -> "RecordedChains":
         self._replay = list(self.records)
-        self._k = k
-        self.config = dataclasses.replace(self.base.config, n_chains=k)
+        self._k, self._ranking = k, ranking
+        early = None if ranking == len(self.rank_after) else self.rank_after[ranking]
+        self.config = dataclasses.replace(self.base.config, n_chains=k, select_after_levels=early)
         return self
+
+
+def selections(recorder: RecordedChains) -> list[tuple[int, int]]:
+    """(k, ranking) pairs to score: k = 1 once, then every k > 1 under every ranking."""
+    return [(1, len(recorder.rank_after))] + [(k, r) for k in range(2, recorder.n_chains + 1)
+                                              for r in range(len(recorder.rank_after) + 1)]
 
 
 def separation_args(args):
@@ -92,19 +105,20 @@ def image_rows(args) -> tuple[list[dict], dict]:
     images = load_images(args.dataset, "test", args.data_dir, pad_to=prior.image_shape[0])
     truth, mixtures = make_image_mixtures(images, args.n_pairs, args.seed)
     separator = make_separator([prior, prior], MeanMixing(), separation_args(args), args.checkpoint)
-    recorder = RecordedChains(separator, args.chains)
+    recorder = RecordedChains(separator, args.chains, args.rank_after_levels)
     start = time.perf_counter()
     for i in range(0, len(mixtures), args.batch_size):
         recorder.separate(mixtures[i:i + args.batch_size], seed=args.seed + i)
     seconds = time.perf_counter() - start
     chains = np.concatenate([c for c, _ in recorder.records], axis=2)                  # [S, K, N, ...]
-    nll = np.concatenate([n for _, n in recorder.records], axis=1)                     # [K, N]
+    nll = np.concatenate([n for _, n in recorder.records], axis=2)                     # [R + 1, K, N]
     psnr = np.stack([pair_psnr(truth, chains[:, c]) for c in range(args.chains)])      # [K, N]
     rows = []
-    for k in range(1, args.chains + 1):
-        picked = psnr[nll[:k].argmin(axis=0), np.arange(psnr.shape[1])]
-        rows.append({"chains": k, "picked_mean": float(picked.mean()), "picked_median": float(np.median(picked)),
-                     "single_chain_mean": float(psnr[:k].mean()), "oracle_best_mean": float(psnr[:k].max(axis=0).mean())})
+    for k, ranking in selections(recorder):
+        picked = psnr[nll[ranking, :k].argmin(axis=0), np.arange(psnr.shape[1])]
+        rows.append({"chains": k, "ranked": recorder.ranking_label(ranking), "picked_mean": float(picked.mean()),
+                     "picked_median": float(np.median(picked)), "single_chain_mean": float(psnr[:k].mean()),
+                     "oracle_best_mean": float(psnr[:k].max(axis=0).mean())})
     extra = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "n_pairs": args.n_pairs, "seed": args.seed,
              "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr,
                        "gamma_scale": separator.config.gamma_scale,
@@ -114,10 +128,10 @@ def image_rows(args) -> tuple[list[dict], dict]:
 
 
 def image_table(rows: list[dict]) -> str:
-    lines = ["| chains K | PSNR, prior-picked chain (mean) | (median) | single chain (mean) | best of K by PSNR (oracle) |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {r['chains']} | {r['picked_mean']:.2f} | {r['picked_median']:.2f} | {r['single_chain_mean']:.2f} | "
-              f"{r['oracle_best_mean']:.2f} |" for r in rows]
+    lines = ["| chains K | ranked | PSNR, prior-picked chain (mean) | (median) | single chain (mean) | "
+             "best of K by PSNR (oracle) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['chains']} | {r['ranked']} | {r['picked_mean']:.2f} | {r['picked_median']:.2f} | "
+              f"{r['single_chain_mean']:.2f} | {r['oracle_best_mean']:.2f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -132,23 +146,25 @@ def melspec_rows(args) -> tuple[list[dict], dict]:
     priors = [load_prior("ncsn", run) for run in (args.piano, args.violin)]
     cfg = mel_config_of(args.piano)
     separator = make_separator(priors, MelDbMixing(cfg), separation_args(args), args.piano)
-    recorder = RecordedChains(separator, args.chains)
+    recorder = RecordedChains(separator, args.chains, args.rank_after_levels)
     mixtures = sorted((data / "mix").glob("*.wav"))
     for old in out.glob("_mels_K*"):              # this bench's own scratch: a finished folder would be skipped
         shutil.rmtree(old)
     start = time.perf_counter()
     folders = {}
-    for k in range(1, args.chains + 1):
-        sep_dir = out / f"_mels_K{k}"
-        separate_folder(mixtures, sep_dir, recorder if k == 1 else recorder.replay(k), cfg, args.batch_size,
+    for k, ranking in selections(recorder):
+        name = f"K{k}" + ("" if ranking == len(recorder.rank_after) else f"_L{recorder.rank_after[ranking]}")
+        sep_dir = out / f"_mels_{name}"
+        separate_folder(mixtures, sep_dir, recorder if k == 1 else recorder.replay(k, ranking), cfg, args.batch_size,
                         seed=args.seed, progress=k == 1)
         if k == 1:
             seconds = time.perf_counter() - start
-        folders[f"K={k}"] = out / f"K{k}"
-        invert_folder(sep_dir, folders[f"K={k}"], InversionConfig(route="wiener"), layout="per-source", progress=False)
-    per_track, summaries = evaluate_methods(data, folders, progress=False)
-    rows = [{"chains": k, "sdr": {s: summaries[f"K={k}"][s]["SDR"] for s in ("piano", "violin")}}
-            for k in range(1, args.chains + 1)]
+        folders[(k, ranking)] = out / name
+        invert_folder(sep_dir, folders[(k, ranking)], InversionConfig(route="wiener"), layout="per-source", progress=False)
+    per_track, summaries = evaluate_methods(data, {folder.name: folder for folder in folders.values()}, progress=False)
+    rows = [{"chains": k, "ranked": recorder.ranking_label(ranking),
+             "sdr": {s: summaries[folder.name][s]["SDR"] for s in ("piano", "violin")}}
+            for (k, ranking), folder in folders.items()]
     extra = {"data": str(data), "priors": [args.piano, args.violin], "seed": args.seed,
              "basis": {"n_steps_per_level": separator.config.n_steps_per_level, "step_lr": separator.config.step_lr,
                        "selection_draws": separator.config.selection_draws},
@@ -157,8 +173,8 @@ def melspec_rows(args) -> tuple[list[dict], dict]:
 
 
 def melspec_table(rows: list[dict]) -> str:
-    lines = ["| chains K | SDR piano | SDR violin |", "|---|---|---|"]
-    lines += [f"| {r['chains']} | {r['sdr']['piano']:.2f} | {r['sdr']['violin']:.2f} |" for r in rows]
+    lines = ["| chains K | ranked | SDR piano | SDR violin |", "|---|---|---|---|"]
+    lines += [f"| {r['chains']} | {r['ranked']} | {r['sdr']['piano']:.2f} | {r['sdr']['violin']:.2f} |" for r in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -181,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub_parser.add_argument("--steps", type=int, help="Langevin steps per level (default: the prior's basis.json)")
         sub_parser.add_argument("--selection-draws", type=int, help="noise draws per σ level of the density bound "
                                 "that ranks the chains (default: the prior's basis.json, else 8)")
+        sub_parser.add_argument("--rank-after-levels", type=int, nargs="*", default=[], metavar="L",
+                                help="also score the picks made after the first L annealing levels "
+                                     "(--select-after-levels L), from the same chains")
         sub_parser.add_argument("--seed", type=int, default=0)
         sub_parser.add_argument("--out", required=True, help="output folder")
     return p

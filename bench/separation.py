@@ -72,7 +72,8 @@ def run_nmf(data_dir: Path, est_root: Path, train_wav: str | None, model: str | 
 def basis_flags(args) -> list[str]:
     """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line."""
     from run_basis_sep import cli_flags
-    return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws})
+    return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws,
+                      "--select-after-levels": args.select_after_levels})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "basis.json, else 1)")
     p.add_argument("--selection-draws", type=int, help="BASIS with --chains: noise draws per σ level of the NCSN "
                    "density bound that ranks the chains (default: the priors' basis.json, else 8)")
+    p.add_argument("--select-after-levels", type=int, help="BASIS with --chains: rank the chains after this many "
+                   "annealing levels (default: the priors' basis.json, else on the final sources)")
     p.add_argument("--hop-frames", type=int, help="BASIS hop between mel patches in frames (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")

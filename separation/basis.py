@@ -17,6 +17,10 @@ mixture keeps the chain whose sources are most probable under their priors, i.e.
 draws for all chains of a mixture). Every chain satisfies the mixture, so this ranks the chains by their
 posterior density. Chains of one mixture fail in different places (a stroke or a note given to the wrong
 source), so picking one beats averaging them, which blends a wrong assignment into the right one.
+With ``select_after_levels`` = l the pick comes early: the K chains anneal through the first l levels, each
+chain's state is ranked there (denoised with Tweedie's formula at σ_l for NCSN priors, then the bound over
+σ_1 … σ_l, the scales the chains have resolved so far), and only the kept chain anneals through the other
+L − l levels, so K chains cost K·l/L + (L − l)/L of one chain's Langevin steps instead of K.
 
 Shapes: mixture ``[B, H, W, C]``; sources ``[S, B, H, W, C]``.
 """
@@ -44,6 +48,7 @@ class BasisConfig:
     jit_compile: bool = False
     n_chains: int = 1                     # K chains per mixture; the most probable one is kept
     selection_draws: int = 8              # noise draws per level of the NCSN density bound used to rank them
+    select_after_levels: int | None = None  # rank the chains after this many levels (None: the final sources)
 
     def __post_init__(self):
         object.__setattr__(self, "sigma_levels", tuple(float(s) for s in self.sigma_levels))
@@ -54,6 +59,9 @@ class BasisConfig:
             raise UserError("n_steps_per_level, step_lr and gamma_scale must be positive")
         if self.n_chains < 1 or self.selection_draws < 1:
             raise UserError(f"n_chains ({self.n_chains}) and selection_draws ({self.selection_draws}) must be at least 1")
+        if self.select_after_levels is not None and not 1 <= self.select_after_levels <= len(self.sigma_levels):
+            raise UserError(f"select_after_levels must be between 1 and the number of levels ({len(self.sigma_levels)}), "
+                            f"not {self.select_after_levels}")
         if self.init not in ("uniform", "mixture"):
             raise UserError(f"init must be 'uniform' or 'mixture', not {self.init!r}")
 
@@ -85,6 +93,7 @@ class BasisSeparator(tf.Module):
         self.sigma_levels = tf.constant(config.sigma_levels, tf.float32)
         self.n_levels = len(config.sigma_levels)
         self._compiled = tf.function(self._run, jit_compile=config.jit_compile)
+        self._compiled_ranked = tf.function(self._ranked_chains, jit_compile=config.jit_compile)
 
     def step_size(self, level: tf.Tensor) -> tf.Tensor:
         """η_i = δ σ_i² / σ_L²."""
@@ -110,45 +119,83 @@ class BasisSeparator(tf.Module):
         noise = tf.random.stateless_normal(tf.shape(sources), seed)
         return sources + eta * (self.scores(sources, level) + likelihood) + tf.sqrt(2.0 * eta) * noise
 
-    def denoise_fn(self, sources: tf.Tensor) -> tf.Tensor:
-        last = tf.constant(self.n_levels - 1)
-        sigma2 = tf.square(self.sigma_levels[-1])
-        out = [sources[k] + sigma2 * prior.score(sources[k], last) if prior.denoise else sources[k]
+    def denoise_fn(self, sources: tf.Tensor, level: int | None = None) -> tf.Tensor:
+        """Tweedie's formula x + σ² ∇ log p_σ(x) at ``level`` (default: the last) for priors that support it."""
+        level = self.n_levels - 1 if level is None else level
+        sigma2 = tf.square(self.sigma_levels[level])
+        out = [sources[k] + sigma2 * prior.score(sources[k], tf.constant(level)) if prior.denoise else sources[k]
                for k, prior in enumerate(self.priors)]
         return tf.stack(out)
 
-    def neg_log_densities(self, sources: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        """Σ_k −log p_k(x_k) ``[N]`` of sources ``[S, N, ...]``, with noise draws ``[D, N, ...]`` for every source."""
+    def neg_log_densities(self, sources: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
+        """Σ_k −log p_k(x_k) ``[N]`` of sources ``[S, N, ...]``, with noise draws ``[D, N, ...]`` for every source;
+        ``n_levels``: of a state annealed through that many levels (see the priors' ``neg_log_density``)."""
         if all(prior is self.priors[0] for prior in self.priors):
             n_sources = len(self.priors)
             flat = tf.reshape(sources, [-1, *self.image_shape])
-            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]))
+            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]), n_levels)
             return tf.reduce_sum(tf.reshape(per_source, [n_sources, -1]), axis=0)
-        return tf.add_n([prior.neg_log_density(sources[k], noise) for k, prior in enumerate(self.priors)])
+        return tf.add_n([prior.neg_log_density(sources[k], noise, n_levels) for k, prior in enumerate(self.priors)])
 
     @staticmethod
     def run_seed(seed: int) -> tf.Tensor:
         """The int32 ``[2]`` seed tensor of ``separate(..., seed)``; every random stream of a run folds into it."""
         return tf.constant([seed, 0], tf.int32)
 
-    def chain_neg_log_densities(self, sources: tf.Tensor, n_chains: int, seed: tf.Tensor) -> tf.Tensor:
+    def chain_neg_log_densities(self, sources: tf.Tensor, n_chains: int, seed: tf.Tensor,
+                                n_levels: int | None = None) -> tf.Tensor:
         """Σ_k −log p_k(x_k) ``[K, B]`` of K chains ``sources [S, K·B, ...]`` (chain c of mixture b at c·B + b),
-        with the noise draws a run of seed tensor ``seed`` (:meth:`run_seed`) uses to rank them."""
+        with the noise draws a run of seed tensor ``seed`` (:meth:`run_seed`) uses to rank them; ``n_levels``:
+        of states annealed through that many levels only (:meth:`neg_log_densities`)."""
         seed = tf.random.experimental.stateless_fold_in(seed, -2)
         batch = tf.shape(sources)[1] // n_chains
         half = (self.config.selection_draws + 1) // 2
         noise = tf.random.stateless_normal(tf.concat([[half, batch], self.image_shape], axis=0), seed)
         # Antithetic pairs z, −z (the part of the bound linear in z cancels), the same for every chain of a mixture.
         noise = tf.concat([noise, -noise], axis=0)[:self.config.selection_draws]
-        nll = self.neg_log_densities(sources, tf.tile(noise, [1, n_chains, 1, 1, 1]))
+        nll = self.neg_log_densities(sources, tf.tile(noise, [1, n_chains, 1, 1, 1]), n_levels)
         return tf.reshape(nll, [n_chains, batch])
 
-    def select_chains(self, sources: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """Keep, per mixture, the most probable of the K chains in ``sources [S, K·B, ...]``; returns ``[S, B, ...]``."""
-        nll = self.chain_neg_log_densities(sources, self.config.n_chains, seed)
+    def select_chains(self, sources: tf.Tensor, seed: tf.Tensor, ranked: tf.Tensor | None = None,
+                      n_levels: int | None = None) -> tf.Tensor:
+        """Keep, per mixture, the most probable of the K chains in ``sources [S, K·B, ...]``; returns ``[S, B, ...]``.
+
+        ``ranked``: the states whose density decides (default ``sources``), e.g. their Tweedie-denoised
+        version; ``n_levels``: how many levels they have been annealed through (default: all).
+        """
+        ranked = sources if ranked is None else ranked
+        nll = self.chain_neg_log_densities(ranked, self.config.n_chains, seed, n_levels)
         batch = tf.shape(nll)[1]
         best = tf.argmin(nll, axis=0, output_type=tf.int32)
         return tf.gather(sources, best * batch + tf.range(batch), axis=1)
+
+    def ranked_chains(self, mixture, seed: int, n_chains: int, rank_after: Sequence[int] = ()) -> tuple[tf.Tensor, tf.Tensor]:
+        """K chains of every mixture through all levels, with the rankings every pick would use; for analysis.
+
+        Returns the final sources ``[S, K·B, ...]`` of every chain (denoised and clipped as :meth:`separate`'s;
+        chain c of mixture b at c·B + b) and ``nll [R + 1, K, B]``: for each l in ``rank_after`` (R of them) the
+        Σ_k −log p_k of the chains' states after l levels, as ``select_after_levels = l`` ranks them, and last
+        those of the final sources, as the pick at the end ranks them. The steps up to level l are the ones a
+        ``select_after_levels = l`` run of this seed takes; after its pick, the kept chain goes on with other
+        noise, so its final sources here are a draw of what that run gives, not the same one.
+        """
+        mixture = tf.tile(tf.convert_to_tensor(mixture, tf.float32), [n_chains, 1, 1, 1])
+        return self._compiled_ranked(mixture, self.run_seed(seed), n_chains, tuple(sorted(rank_after)))
+
+    def _ranked_chains(self, mixture: tf.Tensor, seed: tf.Tensor, n_chains: int, rank_after: tuple[int, ...]):
+        steps = self.config.n_steps_per_level
+        sources = self.initial_sources(mixture, tf.random.experimental.stateless_fold_in(seed, -1))
+        nll, done = [], 0
+        for levels in rank_after:
+            sources = self._anneal(sources, mixture, seed, done * steps, levels * steps)
+            nll.append(self.chain_neg_log_densities(self.denoise_fn(sources, levels - 1), n_chains, seed, levels))
+            done = levels
+        sources = self._anneal(sources, mixture, seed, done * steps, self.n_levels * steps)
+        if self.config.final_denoise:
+            sources = self.denoise_fn(sources)
+        sources = tf.clip_by_value(sources, *self.config.clip)
+        nll.append(self.chain_neg_log_densities(sources, n_chains, seed))
+        return sources, tf.stack(nll)
 
     def initial_sources(self, mixture: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         shape = tf.concat([[len(self.priors)], tf.shape(mixture)], axis=0)
@@ -156,19 +203,30 @@ class BasisSeparator(tf.Module):
             return tf.random.stateless_uniform(shape, seed)
         return mixture[None] + self.sigma_levels[0] * tf.random.stateless_normal(shape, seed)
 
-    def _run(self, mixture: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        if self.config.n_chains > 1:
-            mixture = tf.tile(mixture, [self.config.n_chains, 1, 1, 1])
-        sources = self.initial_sources(mixture, tf.random.experimental.stateless_fold_in(seed, -1))
-        n_total = self.n_levels * self.config.n_steps_per_level
-        for step in tf.range(n_total):        # AutoGraph: one tf.while_loop
+    def _anneal(self, sources: tf.Tensor, mixture: tf.Tensor, seed: tf.Tensor, first_step: int, end_step: int) -> tf.Tensor:
+        """BASIS steps ``first_step`` … ``end_step`` − 1 (of L·T) of ``sources [S, N, ...]``, mixtures ``[N, ...]``."""
+        for step in tf.range(first_step, end_step):        # AutoGraph: one tf.while_loop
             level = step // self.config.n_steps_per_level
             sources = self.update_fn(sources, mixture, level, tf.random.experimental.stateless_fold_in(seed, step))
+        return sources
+
+    def _run(self, mixture: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        n_chains, steps = self.config.n_chains, self.config.n_steps_per_level
+        chains_mixture = tf.tile(mixture, [n_chains, 1, 1, 1]) if n_chains > 1 else mixture
+        sources = self.initial_sources(chains_mixture, tf.random.experimental.stateless_fold_in(seed, -1))
+        early = self.config.select_after_levels if n_chains > 1 else None
+        if early is None:
+            sources = self._anneal(sources, chains_mixture, seed, 0, self.n_levels * steps)
+        else:         # K chains through the first levels, then the most probable one alone through the rest
+            sources = self._anneal(sources, chains_mixture, seed, 0, early * steps)
+            ranked = self.denoise_fn(sources, early - 1)
+            sources = self.select_chains(sources, seed, ranked, n_levels=early)
+            sources = self._anneal(sources, mixture, seed, early * steps, self.n_levels * steps)
         if self.config.final_denoise:
             sources = self.denoise_fn(sources)
         low, high = self.config.clip
         sources = tf.clip_by_value(sources, low, high)
-        if self.config.n_chains > 1:
+        if n_chains > 1 and early is None:
             sources = self.select_chains(sources, seed)
         return sources
 

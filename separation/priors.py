@@ -3,9 +3,11 @@
 ``x``: ``[B, H, W, C]`` float32 in the prior's input units; ``level``: int32 scalar tensor, the index of
 the annealing level (0 = largest σ). Every ``score`` is traceable inside one compiled loop.
 
-Every prior also estimates ``neg_log_density(x, noise) -> [B]``: −log p(x) up to a constant that does not
-depend on x, so that BASIS can rank several chains of the same mixture (``BasisConfig.n_chains``). Flows
-have it exactly; a score network has the denoising bound of :func:`score_matching_nll`.
+Every prior also estimates ``neg_log_density(x, noise, n_levels=None) -> [B]``: −log p(x) up to a constant
+that does not depend on x, so that BASIS can rank several chains of the same mixture (``BasisConfig.n_chains``).
+Flows have it exactly; a score network has the denoising bound of :func:`score_matching_nll`. ``n_levels`` = l
+ranks a state that has been annealed through the first l levels only (``BasisConfig.select_after_levels``): the
+score network's bound then runs over those levels, σ_1 … σ_l, and priors with a density per level use σ_l's.
 
 - :class:`NCSNPrior` — the noise-conditional score network at σ_level (its own σ schedule).
 - :class:`FlowPrior` — a clean Glow/RealNVP: ∇ log p(x) by autodiff (one backward pass), the same at
@@ -79,8 +81,8 @@ class NCSNPrior:
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return self.model(x, level)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        return score_matching_nll(self.score, x, noise, self.sigma_levels)
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
+        return score_matching_nll(self.score, x, noise, self.sigma_levels[:n_levels])
 
 
 def _flow_score(flow, x: tf.Tensor) -> tf.Tensor:
@@ -102,8 +104,8 @@ class FlowPrior:
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return _flow_score(self.flow, x)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        """Exact −log p(x) of the flow (on x projected onto [0, 1], as for the score); ``noise`` unused."""
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
+        """Exact −log p(x) of the flow (on x projected onto [0, 1], as for the score); ``noise``, ``n_levels`` unused."""
         return -self.flow.log_prob(tf.clip_by_value(x, 0.0, 1.0))
 
 
@@ -122,9 +124,9 @@ class NoisyFlowPrior:
         branches = [lambda flow=flow: _flow_score(flow, x) for flow in self.flows]
         return tf.switch_case(tf.cast(level, tf.int32), branches)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        """−log p_σL(x) under the flow of the smallest σ; ``noise`` unused."""
-        return -self.flows[-1].log_prob(tf.clip_by_value(x, 0.0, 1.0))
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
+        """−log p_σl(x) under the flow of σ_l, the last of the first ``n_levels`` (default: all); ``noise`` unused."""
+        return -self.flows[(n_levels or len(self.flows)) - 1].log_prob(tf.clip_by_value(x, 0.0, 1.0))
 
 
 class GaussianPrior:
@@ -140,9 +142,10 @@ class GaussianPrior:
         sigma = tf.gather(tf.constant(self.sigma_levels), level)
         return -(x - self.mean) / (self.variance + sigma ** 2)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        """Exact −log N(x; μ, v + σ_L²) summed over dimensions; ``noise`` unused."""
-        variance = self.variance + float(self.sigma_levels[-1]) ** 2
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
+        """Exact −log N(x; μ, v + σ_l²) summed over dimensions, σ_l the last of the first ``n_levels`` (default:
+        all); ``noise`` unused."""
+        variance = self.variance + float(self.sigma_levels[:n_levels][-1]) ** 2
         terms = 0.5 * (tf.square(x - self.mean) / variance + tf.math.log(2 * np.pi * variance))
         return tf.reduce_sum(terms, axis=list(range(1, x.shape.rank)))
 

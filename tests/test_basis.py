@@ -134,3 +134,30 @@ def test_several_chains_keep_the_most_probable_one_per_mixture():
     assert len(set(nll.argmin(axis=0))) > 1                          # the test picks different chains for different mixtures
     with pytest.raises(UserError, match="n_chains"):
         BasisConfig(n_chains=0)
+
+
+def test_early_pick_keeps_the_chain_ranked_most_probable_after_the_first_levels():
+    # Level 0 moves the chains far apart (η_0 = δ σ_0²/σ_L² = 0.1); level 1 barely moves them (η_1 = δ = 1e-7),
+    # so each kept chain must end where its state was at the pick.
+    sigmas = (1.0, 1e-3)
+    shape = (2, 2, 1)
+    priors = [GaussianPrior(np.full(shape, m, np.float32), np.full(shape, 0.05, np.float32), sigmas) for m in (0.3, 0.7)]
+    mixture = np.random.default_rng(1).uniform(0.4, 0.6, (6, *shape)).astype(np.float32)
+    config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=3, step_lr=1e-7, final_denoise=False, n_chains=4,
+                         select_after_levels=1)
+    separator = BasisSeparator(priors, MeanMixing(), config)
+    every_chain, nll = separator.ranked_chains(mixture, seed=3, n_chains=4, rank_after=(1,))
+    chains = every_chain.numpy().reshape(2, 4, 6, *shape)                    # [S, K, B, ...]
+    assert nll.shape == (2, 4, 6) and np.ptp(chains, axis=1).max() > 0.2     # rankings after level 1 and at the end
+    early = nll.numpy()[0].argmin(axis=0)
+    assert len(set(early)) > 1
+    kept = separator.separate(mixture, seed=3).numpy()
+    np.testing.assert_allclose(kept, chains[:, early, np.arange(6)], atol=0.01)
+    # the ranking after level l is −log N(x; μ, v + σ_l²) of the state there
+    x = tf.constant(chains[0, 0])
+    np.testing.assert_allclose(priors[0].neg_log_density(x, None, 1).numpy(),
+                               np.sum(0.5 * ((chains[0, 0] - 0.3) ** 2 / 1.05 + np.log(2 * np.pi * 1.05)), axis=(1, 2, 3)),
+                               rtol=1e-5)
+    for bad in (0, 3):
+        with pytest.raises(UserError, match="select_after_levels"):
+            BasisConfig(sigma_levels=sigmas, select_after_levels=bad)

@@ -14,18 +14,22 @@ import run_basis_sep  # noqa: E402
 def test_image_rows_replay_one_run_of_k_chains(tiny_ncsn_run, tmp_path):
     assert chains.main(["images", "--checkpoint", str(tiny_ncsn_run), "--dataset", "digits", "--n-pairs", "6",
                         "--batch-size", "3", "--chains", "3", "--steps", "2", "--selection-draws", "3",
-                        "--out", str(tmp_path)]) == 0
+                        "--rank-after-levels", "2", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "chains.json").read_text())
     assert report["basis"]["selection_draws"] == 3
     rows, psnr, nll = report["rows"], np.array(report["psnr"]), np.array(report["nll"])
-    assert [r["chains"] for r in rows] == [1, 2, 3] and psnr.shape == nll.shape == (3, 6)
+    assert psnr.shape == (3, 6) and nll.shape == (2, 3, 6)          # rankings after 2 levels and at the end
+    assert [(r["chains"], r["ranked"]) for r in rows] == [(1, "final"), (2, "after 2 levels"), (2, "final"),
+                                                          (3, "after 2 levels"), (3, "final")]
     assert rows[0]["picked_mean"] == rows[0]["single_chain_mean"] == rows[0]["oracle_best_mean"]
-    for k, row in enumerate(rows, start=1):
-        picked = psnr[nll[:k].argmin(axis=0), np.arange(6)]
+    for row in rows:
+        ranking = nll[0 if row["ranked"] == "after 2 levels" else 1]
+        picked = psnr[ranking[:row["chains"]].argmin(axis=0), np.arange(6)]
         assert np.isclose(row["picked_mean"], picked.mean(), atol=2e-3)
         assert row["oracle_best_mean"] >= row["picked_mean"] - 1e-6
     assert not np.allclose(psnr[0], psnr[1])                 # the chains are different draws
-    assert "| 3 |" in (tmp_path / "chains.md").read_text()
+    assert not np.array_equal(nll[0].argmin(axis=0), nll[1].argmin(axis=0))   # the two rankings pick differently
+    assert "| 3 | after 2 levels |" in (tmp_path / "chains.md").read_text()
 
 
 def test_melspec_rows_score_each_selection(rendered, tmp_path):
@@ -49,14 +53,15 @@ def test_melspec_rows_score_each_selection(rendered, tmp_path):
 
 def test_bench_passes_the_basis_flags_it_was_given():
     from bench import separation
-    args = separation.build_parser().parse_args(["--data", "d", "--chains", "2", "--selection-draws", "3"])
-    assert separation.basis_flags(args) == ["--chains", "2", "--selection-draws", "3"]
+    args = separation.build_parser().parse_args(["--data", "d", "--chains", "2", "--selection-draws", "3",
+                                                 "--select-after-levels", "5"])
+    assert separation.basis_flags(args) == ["--chains", "2", "--selection-draws", "3", "--select-after-levels", "5"]
     assert separation.basis_flags(separation.build_parser().parse_args(["--data", "d"])) == []
 
 
 def test_chains_flag_reaches_the_separation_and_its_report(tiny_ncsn_run, tmp_path):
     assert run_basis_sep.main(["--dataset", "digits", "--checkpoint", str(tiny_ncsn_run), "--out", str(tmp_path),
                                "--n-pairs", "4", "--batch-size", "4", "--steps", "1", "--chains", "3",
-                               "--selection-draws", "2"]) == 0
+                               "--selection-draws", "2", "--select-after-levels", "4"]) == 0
     report = json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())
-    assert (report["n_chains"], report["selection_draws"]) == (3, 2)
+    assert (report["n_chains"], report["selection_draws"], report["select_after_levels"]) == (3, 2, 4)
