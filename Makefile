@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 RESULTS ?= results
 DEMO_PRIORS ?= ncsn glow
+DEMO_CHAINS ?=
 
 .PHONY: setup test demo clean-demo
 setup: $(STAMP)
@@ -19,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
 demo: $(STAMP)
-	bash tools/demo.sh $(PY) $(DEMO) $(RESULTS) "$(DEMO_PRIORS)"
+	bash tools/demo.sh $(PY) $(DEMO) $(RESULTS) "$(DEMO_PRIORS)" "$(DEMO_CHAINS)"
 
 clean-demo:
 	rm -rf $(DEMO) $(RESULTS)/demo

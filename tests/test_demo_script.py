@@ -1,4 +1,5 @@
-"""tools/demo.sh (``make demo``): prior families checked before any work; a test split of another recipe re-rendered.
+"""tools/demo.sh (``make demo``): prior families and chain count checked before any work; a test split of another
+recipe re-rendered; the chain count reaches the separation.
 
 The script runs with ``echo`` as its Python, so every step prints its command instead of running it.
 """
@@ -8,9 +9,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def demo(tmp_path: Path, families: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "tools/demo.sh", "echo", str(tmp_path / "demo"), str(tmp_path / "results"), families],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+def demo(tmp_path: Path, families: str, *chains: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "tools/demo.sh", "echo", str(tmp_path / "demo"), str(tmp_path / "results"), families,
+                           *chains], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def test_unknown_prior_family_fails_before_rendering(tmp_path):
@@ -18,6 +19,22 @@ def test_unknown_prior_family_fails_before_rendering(tmp_path):
     assert run.returncode == 2
     assert "error: DEMO_PRIORS: no shipped bogus priors" in run.stderr
     assert "pipeline.render" not in run.stdout
+
+
+def test_bad_chain_count_fails_before_any_work(tmp_path):
+    for chains in ("0", "two", "-1"):
+        run = demo(tmp_path, "ncsn", chains)
+        assert run.returncode == 2
+        assert f"error: DEMO_CHAINS must be a whole number of chains per patch (1, 2, ...), not '{chains}'" in run.stderr
+        assert run.stdout == "" and not (tmp_path / "demo").exists()
+
+
+def test_chain_count_reaches_the_separation(tmp_path):
+    default = demo(tmp_path, "ncsn")
+    one = demo(tmp_path, "ncsn", "1")
+    assert default.returncode == 0 and one.returncode == 0, default.stderr + one.stderr
+    assert "--chains" not in default.stdout and "the priors' basis.json chain(s) per patch" in default.stdout
+    assert "pretrained/ncsn_violin --chains 1" in one.stdout and "1 chain(s) per patch" in one.stdout
 
 
 def test_stale_test_split_is_rendered_again_and_a_current_one_is_kept(tmp_path):
