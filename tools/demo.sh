@@ -55,6 +55,6 @@ fi
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
 step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors: $FAMILIES, $CHAIN_NOTE chain(s) per patch; oracles), invert, score with BSS Eval v4 (museval)"
-$PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}" ${CHAIN_FLAGS[@]+"${CHAIN_FLAGS[@]}"}
+$PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}" "${CHAIN_FLAGS[@]}"
 echo; echo "table: $OUT/separation.md   figure: $OUT/separation.png   wavs: $OUT/estimates/"
 echo "demo done in $(date -u -d @$SECONDS +%M:%S) (min:s)"
