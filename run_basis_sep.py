@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.errors import UserError, log, read_json, run_cli
 from pipeline.image_datasets import IMAGE_DATASETS
-from separation.basis import BasisConfig
+from separation.basis import STITCH_MODES, BasisConfig
 from ncsn.precision import CONV_DTYPES
 from separation.priors import PRIOR_KINDS
 
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-pairs", type=int, default=64, help="images: number of mixtures to separate")
     g = p.add_argument_group("schedule (defaults: the prior's own σ levels, and the step settings in the prior run's "
                              f"basis.json when it has one, else T={d.n_steps_per_level}, δ={d.step_lr}, γ scale "
-                             f"{d.gamma_scale}, init {d.init}, {d.n_chains} chain; a clean Glow uses σ 1 → 0.01, 10 levels)")
+                             f"{d.gamma_scale}, init {d.init}, {d.n_chains} chain, {d.stitch} stitching; a clean Glow uses σ 1 → 0.01, 10 levels)")
     g.add_argument("--sigma-max", type=float, help="σ_1, model input units (clean Glow only)")
     g.add_argument("--sigma-min", type=float, help="σ_L (clean Glow only)")
     g.add_argument("--n-levels", type=int, help="L (clean Glow only)")
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--select-after-levels", type=int, metavar="L", help="with --chains > 1: rank the chains after "
                    "the first L annealing levels and anneal only the kept one through the rest (default: rank the "
                    "final sources)")
+    g.add_argument("--stitch", choices=STITCH_MODES, help="melspec: how overlapping patches join: crossfade, or "
+                   "select, which weighs each overlap towards the patch whose sources the priors find more probable "
+                   "there (NCSN priors; costs the density bound, ~0.15x the separation)")
+    g.add_argument("--stitch-temperature", type=float, metavar="NATS", help="with --stitch select: overlapping "
+                   "patches weigh exp(-(their bound over the overlap) / NATS); near 0: a hard pick")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
                    "balanced so that the last, padded batch wastes the least)")
@@ -82,7 +87,8 @@ def schedule_of(priors, args) -> tuple[float, ...]:
 
 
 STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
-                 "chains": "n_chains", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels"}
+                 "chains": "n_chains", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels",
+                 "stitch": "stitch", "stitch_temperature": "stitch_temperature"}
 BASIS_FILE = "basis.json"
 
 
@@ -105,9 +111,10 @@ def step_settings(args, run_dir: str | Path) -> dict:
     settings = {field: getattr(args, flag) if getattr(args, flag) is not None else tuned.get(field, getattr(BasisConfig, field))
                 for flag, field in STEP_SETTINGS.items()}
     early = settings["select_after_levels"]
-    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s%s", settings["n_steps_per_level"],
+    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s, %s stitching%s", settings["n_steps_per_level"],
              settings["step_lr"], settings["gamma_scale"], settings["init"], settings["n_chains"],
              f", ranked after {early} levels" if settings["n_chains"] > 1 and early is not None else "",
+             settings["stitch"],
              f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
     return settings
 

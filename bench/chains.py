@@ -70,6 +70,10 @@ class RecordedChains:
         self.records.append((chains, nll.numpy()))
         return tf.constant(chains[:, 0])
 
+    def frame_neg_log_densities(self, sources, seed: int = 0):
+        """The base separator's (``--stitch select`` scores the kept chain)."""
+        return self.base.frame_neg_log_densities(sources, seed)
+
     def ranking_label(self, ranking: int) -> str:
         return "final" if ranking == len(self.rank_after) else f"after {self.rank_after[ranking]} levels"
 

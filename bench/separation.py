@@ -69,11 +69,13 @@ def run_nmf(data_dir: Path, est_root: Path, train_wav: str | None, model: str | 
     return time.perf_counter() - start
 
 
-def basis_flags(args) -> list[str]:
-    """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line."""
+def basis_flags(args, kind: str) -> list[str]:
+    """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line, for priors of ``kind``
+    (``--stitch`` goes to NCSN priors only: a flow's density does not split by frame, so flows cross-fade)."""
     from run_basis_sep import cli_flags
     return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws,
-                      "--select-after-levels": args.select_after_levels})
+                      "--select-after-levels": args.select_after_levels,
+                      "--stitch": args.stitch if kind == "ncsn" else None})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "density bound that ranks the chains (default: the priors' basis.json, else 8)")
     p.add_argument("--select-after-levels", type=int, help="BASIS with --chains: rank the chains after this many "
                    "annealing levels (default: the priors' basis.json, else on the final sources)")
+    p.add_argument("--stitch", choices=("crossfade", "select"), help="BASIS-NCSN: how overlapping patches join "
+                   "(default: the priors' basis.json, else crossfade; flows always cross-fade)")
     p.add_argument("--hop-frames", type=int, help="BASIS hop between mel patches in frames (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
@@ -118,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if runs:
             timings[f"BASIS-{kind}"] = run_basis(data_dir, est_root, kind, runs[0], runs[1], args.steps,
                                                  args.batch_size, args.seed, args.jit, hop_frames=args.hop_frames,
-                                                 extra=basis_flags(args))
+                                                 extra=basis_flags(args, kind))
     if not args.no_oracles:
         timings.update(run_oracle_methods(data_dir, est_root, cfg))
     methods = {"mixture": None, **{m: est_root / m for m in timings}}

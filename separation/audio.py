@@ -3,7 +3,9 @@
 Every mixture is checked first (so a bad file stops the run before any work is done), brought to the
 training level (active RMS ``target_rms_db``, default: two −25 dBFS stems), turned into a scaled mel
 spectrogram, cut into overlapping patches, and all patches of all files are separated in batches.
-The patches are stitched back with cross-fades (:mod:`pipeline.patches`) and written as::
+The patches are stitched back with cross-fades (:mod:`pipeline.patches`), or, with the separator's
+``stitch = "select"``, with each overlap weighted towards the patch whose sources the priors find more
+probable there (:meth:`separation.basis.BasisSeparator.frame_neg_log_densities`), and written as::
 
     OUT/<stem>/piano.npy, violin.npy, mix.npy   scaled mel [n_mels, n_frames] in [0, 1]
     OUT/<stem>/meta.json                        mixture path, gain, n_samples, prior names, mel params, timing
@@ -124,15 +126,19 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     patches = np.concatenate(cuts)[..., None].astype(np.float32)                # [N, n_mels, patch_frames, 1]
     batch_size = balanced_batch_size(len(patches), batch_size)
     estimates = np.zeros((len(SOURCES), *patches.shape), np.float32)
+    select = separator.config.stitch == "select"
+    frame_scores = np.zeros(patches.shape[:1] + patches.shape[2:3], np.float32) if select else None   # [N, frames]
     start_time = time.perf_counter()
     with tqdm(total=len(patches), desc="BASIS", unit="patch", disable=not progress) as bar:
         for start in range(0, len(patches), batch_size):
             batch = patches[start:start + batch_size]
             if len(batch) < batch_size:      # keep one compiled shape: pad the last batch with its own patches
                 batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), axis=0)])
-            result = separator.separate(batch, seed=seed + start).numpy()
+            result = separator.separate(batch, seed=seed + start)
             n = min(batch_size, len(patches) - start)
-            estimates[:, start:start + n] = result[:, :n]
+            estimates[:, start:start + n] = result.numpy()[:, :n]
+            if select:
+                frame_scores[start:start + n] = separator.frame_neg_log_densities(result, seed + start).numpy()[:n]
             bar.update(n)
     elapsed = time.perf_counter() - start_time
     total_seconds = sum(m.n_samples for m in prepared) / cfg.sample_rate
@@ -141,8 +147,10 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     for mixture, cut in zip(prepared, cuts):
         folder = out_dir / mixture.path.stem
         n_frames = mixture.mel.shape[1]
-        for k, source in enumerate(SOURCES):
-            save_mel(folder / f"{source}.npy", stitch_patches(estimates[k, offset:offset + len(cut), ..., 0], n_frames, hop_frames))
+        scores = None if frame_scores is None else frame_scores[offset:offset + len(cut)]
+        for k, source in enumerate(SOURCES):      # the same weights for every source: each overlap keeps pairs separated together
+            save_mel(folder / f"{source}.npy", stitch_patches(estimates[k, offset:offset + len(cut), ..., 0], n_frames,
+                                                              hop_frames, scores, separator.config.stitch_temperature))
         save_mel(folder / "mix.npy", mixture.mel)
         meta = {"mixture": str(mixture.path.resolve()), "gain": mixture.gain, "n_samples": mixture.n_samples,
                 "sample_rate": cfg.sample_rate, **settings, "seconds_per_audio_second": elapsed / total_seconds}

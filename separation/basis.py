@@ -22,6 +22,13 @@ chain's state is ranked there (denoised with Tweedie's formula at σ_l for NCSN 
 σ_1 … σ_l, the scales the chains have resolved so far), and only the kept chain anneals through the other
 L − l levels, so K chains cost K·l/L + (L − l)/L of one chain's Langevin steps instead of K.
 
+Long spectrograms are separated as overlapping patches, each on its own, so every overlap holds two
+independent estimates of the same frames. With ``stitch = "select"`` (mel patches; :mod:`separation.audio`)
+they are not blended evenly: :meth:`BasisSeparator.frame_neg_log_densities` splits each patch's
+Σ_k −log p_k(x_k) by frame (the NCSN bound is a sum over dimensions), and :func:`pipeline.patches.stitch_patches`
+weighs the patches of each overlap by exp(−bound there / ``stitch_temperature``). Overlapping patches are free
+chains of their shared frames, and this picks between them, at the cost of the bound only.
+
 Shapes: mixture ``[B, H, W, C]``; sources ``[S, B, H, W, C]``.
 """
 from __future__ import annotations
@@ -33,6 +40,9 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.errors import UserError
+
+
+STITCH_MODES = ("crossfade", "select")
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,8 @@ class BasisConfig:
     n_chains: int = 1                     # K chains per mixture; the most probable one is kept
     selection_draws: int = 8              # noise draws per level of the NCSN density bound used to rank them
     select_after_levels: int | None = None  # rank the chains after this many levels (None: the final sources)
+    stitch: str = "crossfade"             # mel patches: "crossfade" overlaps, or "select" the more probable patch
+    stitch_temperature: float = 50.0      # nats; "select" weighs overlapping patches by exp(−segment bound / this)
 
     def __post_init__(self):
         object.__setattr__(self, "sigma_levels", tuple(float(s) for s in self.sigma_levels))
@@ -62,6 +74,10 @@ class BasisConfig:
         if self.select_after_levels is not None and not 1 <= self.select_after_levels <= len(self.sigma_levels):
             raise UserError(f"select_after_levels must be between 1 and the number of levels ({len(self.sigma_levels)}), "
                             f"not {self.select_after_levels}")
+        if self.stitch not in STITCH_MODES:
+            raise UserError(f"stitch must be one of {', '.join(STITCH_MODES)}, not {self.stitch!r}")
+        if not self.stitch_temperature > 0:
+            raise UserError(f"stitch_temperature must be positive, not {self.stitch_temperature}")
         if self.init not in ("uniform", "mixture"):
             raise UserError(f"init must be 'uniform' or 'mixture', not {self.init!r}")
 
@@ -90,10 +106,16 @@ class BasisSeparator(tf.Module):
             raise UserError(f"step_lr {config.step_lr:g} with gamma_scale {config.gamma_scale:g} and σ_L "
                             f"{config.sigma_levels[-1]:g} makes the mixture-consistency step unstable (gain {gain:.2f} "
                             f">= 2); lower --step-lr or raise --gamma-scale")
+        if config.stitch == "select":
+            lacking = [p.name for p in self.priors if not getattr(p, "splits_density", False)]
+            if lacking:
+                raise UserError(f"stitch 'select' needs priors whose density bound splits by frame (NCSN); "
+                                f"{', '.join(lacking)} cannot: use stitch 'crossfade' (--stitch crossfade)")
         self.sigma_levels = tf.constant(config.sigma_levels, tf.float32)
         self.n_levels = len(config.sigma_levels)
         self._compiled = tf.function(self._run, jit_compile=config.jit_compile)
         self._compiled_ranked = tf.function(self._ranked_chains, jit_compile=config.jit_compile)
+        self._compiled_frames = tf.function(self._frame_neg_log_densities, jit_compile=config.jit_compile)
 
     def step_size(self, level: tf.Tensor) -> tf.Tensor:
         """η_i = δ σ_i² / σ_L²."""
@@ -127,15 +149,18 @@ class BasisSeparator(tf.Module):
                for k, prior in enumerate(self.priors)]
         return tf.stack(out)
 
-    def neg_log_densities(self, sources: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
+    def neg_log_densities(self, sources: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
+                          keep_axis: int | None = None) -> tf.Tensor:
         """Σ_k −log p_k(x_k) ``[N]`` of sources ``[S, N, ...]``, with noise draws ``[D, N, ...]`` for every source;
-        ``n_levels``: of a state annealed through that many levels (see the priors' ``neg_log_density``)."""
+        ``n_levels``: of a state annealed through that many levels (see the priors' ``neg_log_density``);
+        ``keep_axis``: an axis of the ``[N, ...]`` patches to split the bound along (``[N, size]``)."""
+        split = {} if keep_axis is None else {"keep_axis": keep_axis}
         if all(prior is self.priors[0] for prior in self.priors):
             n_sources = len(self.priors)
             flat = tf.reshape(sources, [-1, *self.image_shape])
-            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]), n_levels)
-            return tf.reduce_sum(tf.reshape(per_source, [n_sources, -1]), axis=0)
-        return tf.add_n([prior.neg_log_density(sources[k], noise, n_levels) for k, prior in enumerate(self.priors)])
+            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]), n_levels, **split)
+            return tf.reduce_sum(tf.reshape(per_source, [n_sources, -1, *per_source.shape[1:]]), axis=0)
+        return tf.add_n([prior.neg_log_density(sources[k], noise, n_levels, **split) for k, prior in enumerate(self.priors)])
 
     @staticmethod
     def run_seed(seed: int) -> tf.Tensor:
@@ -147,14 +172,27 @@ class BasisSeparator(tf.Module):
         """Σ_k −log p_k(x_k) ``[K, B]`` of K chains ``sources [S, K·B, ...]`` (chain c of mixture b at c·B + b),
         with the noise draws a run of seed tensor ``seed`` (:meth:`run_seed`) uses to rank them; ``n_levels``:
         of states annealed through that many levels only (:meth:`neg_log_densities`)."""
-        seed = tf.random.experimental.stateless_fold_in(seed, -2)
         batch = tf.shape(sources)[1] // n_chains
-        half = (self.config.selection_draws + 1) // 2
-        noise = tf.random.stateless_normal(tf.concat([[half, batch], self.image_shape], axis=0), seed)
-        # Antithetic pairs z, −z (the part of the bound linear in z cancels), the same for every chain of a mixture.
-        noise = tf.concat([noise, -noise], axis=0)[:self.config.selection_draws]
+        noise = self.selection_noise(batch, tf.random.experimental.stateless_fold_in(seed, -2))
         nll = self.neg_log_densities(sources, tf.tile(noise, [1, n_chains, 1, 1, 1]), n_levels)
         return tf.reshape(nll, [n_chains, batch])
+
+    def selection_noise(self, batch: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """``selection_draws`` standard normal draws ``[D, batch, ...]`` for the density bound, as antithetic
+        pairs z, −z (the part of the bound linear in z cancels)."""
+        half = (self.config.selection_draws + 1) // 2
+        noise = tf.random.stateless_normal(tf.concat([[half, batch], self.image_shape], axis=0), seed)
+        return tf.concat([noise, -noise], axis=0)[:self.config.selection_draws]
+
+    def frame_neg_log_densities(self, sources, seed: int) -> tf.Tensor:
+        """Σ_k −log p_k(x_k) split by frame (axis 2 of the patches: the frames of a mel patch), ``[B, W]`` nats for
+        sources ``[S, B, H, W, C]``: what ``stitch = "select"`` weighs overlapping patches by. ``seed``: the
+        ``separate`` seed of these sources; its draws of the bound are independent of the separation's noise."""
+        return self._compiled_frames(tf.convert_to_tensor(sources, tf.float32), self.run_seed(seed))
+
+    def _frame_neg_log_densities(self, sources: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        noise = self.selection_noise(tf.shape(sources)[1], tf.random.experimental.stateless_fold_in(seed, -3))
+        return self.neg_log_densities(sources, noise, keep_axis=2)
 
     def select_chains(self, sources: tf.Tensor, seed: tf.Tensor, ranked: tf.Tensor | None = None,
                       n_levels: int | None = None) -> tf.Tensor:

@@ -37,7 +37,8 @@ def log_sigma_weights(sigma_levels: Sequence[float]) -> np.ndarray:
     return ((np.concatenate([gaps, [0.0]]) + np.concatenate([[0.0], gaps])) / 2).astype(np.float32)
 
 
-def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequence[float]) -> tf.Tensor:
+def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequence[float],
+                       keep_axis: int | None = None) -> tf.Tensor:
     """Denoising bound on −log p(x) (up to an x-independent constant) of a noise-conditional score model.
 
     For the variance-exploding diffusion x_σ = x + σ z, the likelihood-weighted score-matching bound
@@ -54,13 +55,16 @@ def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequ
         noise: ``[D, N, ...]`` standard normal draws, reused at every level (pass the same draws to the
             points being compared: common random numbers make their difference far less noisy).
         sigma_levels: ``[L]`` the model's σ levels, descending.
+        keep_axis: an axis of ``x`` (> 0) not to sum over: the bound split along it (the squared residual is a
+            sum over dimensions, so the parts add up to the whole); for mel patches ``[N, n_mels, frames, 1]``,
+            ``keep_axis=2`` gives each frame's share.
     Returns:
-        ``[N]`` float32, in nats.
+        ``[N]`` float32, in nats (``[N, x.shape[keep_axis]]`` with ``keep_axis``).
     """
     weights = tf.constant(log_sigma_weights(sigma_levels))
     sigmas = tf.constant(np.asarray(sigma_levels, np.float32))
-    axes = list(range(1, x.shape.rank))          # static: the loop keeps the shape of `total`
-    total = tf.zeros(tf.shape(x)[:1], tf.float32)
+    axes = [a for a in range(1, x.shape.rank) if a != keep_axis]      # static: the loop keeps the shape of `total`
+    total = tf.zeros([tf.shape(x)[0]] + ([] if keep_axis is None else [x.shape[keep_axis]]), tf.float32)
     n_levels, n_draws = len(sigma_levels), tf.shape(noise)[0]
     for index in tf.range(n_levels * n_draws):          # AutoGraph: one tf.while_loop in a tf.function
         level, draw = index // n_draws, index % n_draws
@@ -77,12 +81,16 @@ class NCSNPrior:
         self.sigma_levels = np.asarray(model.sigma_levels.numpy(), np.float32)
         self.image_shape = tuple(model.config.image_shape)
         self.denoise = True
+        self.splits_density = True          # neg_log_density(..., keep_axis): the bound is a sum over dimensions
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return self.model(x, level)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
-        return score_matching_nll(self.score, x, noise, self.sigma_levels[:n_levels])
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
+                        keep_axis: int | None = None) -> tf.Tensor:
+        """The denoising bound :func:`score_matching_nll` over the first ``n_levels`` levels (default: all),
+        split along ``keep_axis`` when given."""
+        return score_matching_nll(self.score, x, noise, self.sigma_levels[:n_levels], keep_axis)
 
 
 def _flow_score(flow, x: tf.Tensor) -> tf.Tensor:
@@ -100,6 +108,7 @@ class FlowPrior:
         self.sigma_levels = None            # a clean flow has no schedule of its own
         self.image_shape = tuple(flow.config.image_shape)
         self.denoise = False
+        self.splits_density = False         # an exact flow density is not a sum over frames
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return _flow_score(self.flow, x)
@@ -119,6 +128,7 @@ class NoisyFlowPrior:
         self.name = name
         self.image_shape = tuple(self.flows[0].config.image_shape)
         self.denoise = False
+        self.splits_density = False
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         branches = [lambda flow=flow: _flow_score(flow, x) for flow in self.flows]
@@ -137,17 +147,19 @@ class GaussianPrior:
         self.image_shape = tuple(np.shape(mean))
         self.name = name
         self.denoise = False
+        self.splits_density = True
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         sigma = tf.gather(tf.constant(self.sigma_levels), level)
         return -(x - self.mean) / (self.variance + sigma ** 2)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
-        """Exact −log N(x; μ, v + σ_l²) summed over dimensions, σ_l the last of the first ``n_levels`` (default:
-        all); ``noise`` unused."""
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
+                        keep_axis: int | None = None) -> tf.Tensor:
+        """Exact −log N(x; μ, v + σ_l²) summed over dimensions (except ``keep_axis``), σ_l the last of the first
+        ``n_levels`` (default: all); ``noise`` unused."""
         variance = self.variance + float(self.sigma_levels[:n_levels][-1]) ** 2
         terms = 0.5 * (tf.square(x - self.mean) / variance + tf.math.log(2 * np.pi * variance))
-        return tf.reduce_sum(terms, axis=list(range(1, x.shape.rank)))
+        return tf.reduce_sum(terms, axis=[a for a in range(1, x.shape.rank) if a != keep_axis])
 
 
 def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32"):

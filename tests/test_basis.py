@@ -161,3 +161,47 @@ def test_early_pick_keeps_the_chain_ranked_most_probable_after_the_first_levels(
     for bad in (0, 3):
         with pytest.raises(UserError, match="select_after_levels"):
             BasisConfig(sigma_levels=sigmas, select_after_levels=bad)
+
+
+def test_the_bound_split_by_frame_adds_up_to_the_whole():
+    from separation.priors import score_matching_nll
+    rng = np.random.default_rng(4)
+    shape, sigmas = (6, 5, 1), (1.0, 0.1, 0.01)
+    prior = GaussianPrior(np.full(shape, 0.5, np.float32), np.full(shape, 0.04, np.float32), sigmas)
+    x = tf.constant(rng.uniform(0, 1, (3, *shape)).astype(np.float32))
+    noise = tf.random.stateless_normal((2, 3, *shape), [0, 7])
+    whole = score_matching_nll(prior.score, x, noise, sigmas).numpy()
+    by_frame = score_matching_nll(prior.score, x, noise, sigmas, keep_axis=2).numpy()
+    assert by_frame.shape == (3, 5)
+    np.testing.assert_allclose(by_frame.sum(axis=1), whole, rtol=1e-5)
+    # a frame far from the prior's mean costs more than the others
+    far = x.numpy().copy()
+    far[:, :, 3] = 3.0
+    far_by_frame = score_matching_nll(prior.score, tf.constant(far), noise, sigmas, keep_axis=2).numpy()
+    assert (far_by_frame.argmax(axis=1) == 3).all()
+
+
+def test_frame_densities_add_up_to_the_sources_density():
+    sigmas = (1.0, 0.1, 0.01)
+    shape = (4, 6, 1)
+    priors = [GaussianPrior(np.full(shape, m, np.float32), np.full(shape, 0.05, np.float32), sigmas) for m in (0.3, 0.7)]
+    separator = BasisSeparator(priors, MeanMixing(), BasisConfig(sigma_levels=sigmas, n_steps_per_level=2, step_lr=1e-4,
+                                                                 stitch="select"))
+    sources = separator.separate(np.full((3, *shape), 0.5, np.float32), seed=0)
+    frames = separator.frame_neg_log_densities(sources, seed=0).numpy()
+    assert frames.shape == (3, 6)
+    exact = sum(priors[k].neg_log_density(sources[k], None).numpy() for k in range(2))   # exact for Gaussians
+    np.testing.assert_allclose(frames.sum(axis=1), exact, rtol=1e-5)
+
+
+def test_select_stitching_is_refused_for_priors_whose_density_does_not_split():
+    sigmas = (1.0, 0.01)
+    prior = GaussianPrior(np.zeros((2, 2, 1)), np.ones((2, 2, 1)), sigmas)
+    prior.splits_density, prior.name = False, "glow:flow_run"           # as a flow prior says of itself
+    with pytest.raises(UserError, match="glow:flow_run.*crossfade"):
+        BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=sigmas, stitch="select"))
+    BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=sigmas, stitch="crossfade"))
+    with pytest.raises(UserError, match="stitch must be one of"):
+        BasisConfig(stitch="blend")
+    with pytest.raises(UserError, match="stitch_temperature"):
+        BasisConfig(stitch_temperature=0.0)

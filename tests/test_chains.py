@@ -54,9 +54,11 @@ def test_melspec_rows_score_each_selection(rendered, tmp_path):
 def test_bench_passes_the_basis_flags_it_was_given():
     from bench import separation
     args = separation.build_parser().parse_args(["--data", "d", "--chains", "2", "--selection-draws", "3",
-                                                 "--select-after-levels", "5"])
-    assert separation.basis_flags(args) == ["--chains", "2", "--selection-draws", "3", "--select-after-levels", "5"]
-    assert separation.basis_flags(separation.build_parser().parse_args(["--data", "d"])) == []
+                                                 "--select-after-levels", "5", "--stitch", "select"])
+    common = ["--chains", "2", "--selection-draws", "3", "--select-after-levels", "5"]
+    assert separation.basis_flags(args, "ncsn") == common + ["--stitch", "select"]
+    assert separation.basis_flags(args, "glow") == common          # flows always cross-fade
+    assert separation.basis_flags(separation.build_parser().parse_args(["--data", "d"]), "ncsn") == []
 
 
 def test_chains_flag_reaches_the_separation_and_its_report(tiny_ncsn_run, tmp_path):

@@ -58,6 +58,29 @@ def test_patch_cut_stitch_is_exact(n_frames, hop):
     patches = cut_patches(x, 64, hop)
     assert patches.shape[1:] == (96, 64)
     np.testing.assert_allclose(stitch_patches(patches, n_frames, hop), x, atol=1e-6)
+    # weighing the overlaps by any scores still gives back the cut array: every patch holds the same frames
+    scores = np.random.default_rng(2).normal(0, 100, patches.shape[::2])
+    np.testing.assert_allclose(stitch_patches(patches, n_frames, hop, scores, temperature=5.0), x, atol=1e-6)
+
+
+def test_select_stitching_prefers_the_patch_that_scores_lower_in_each_overlap():
+    n_frames, hop = 160, 32
+    patches = np.stack([np.full((3, 64), float(i)) for i in range(4)])     # patch i holds the value i everywhere
+    scores = np.zeros((4, 64))
+    scores[1, :32] = 10.0          # overlap 0|1 (frames 32-63): patch 0 scores lower
+    scores[1, 32:] = -10.0         # overlap 1|2 (frames 64-95): patch 1 scores lower
+    scores[2, 32:] = scores[3, :32] = 5.0      # overlap 2|3 (frames 96-127): a tie
+    hard = stitch_patches(patches, n_frames, hop, scores, temperature=1e-3)
+    np.testing.assert_allclose(hard[:, 32:64], 0.0)
+    np.testing.assert_allclose(hard[:, 64:96], 1.0)
+    crossfade = stitch_patches(patches, n_frames, hop)
+    np.testing.assert_allclose(hard[:, 96:], crossfade[:, 96:])           # a tie, and the last patch alone
+    # a temperature far above the score differences gives back the cross-fade; in between, a blend leaning to the winner
+    np.testing.assert_allclose(stitch_patches(patches, n_frames, hop, scores, temperature=1e9), crossfade, atol=1e-6)
+    soft = stitch_patches(patches, n_frames, hop, scores, temperature=32 * 20.0)
+    assert (soft[:, 32:64] < crossfade[:, 32:64]).all() and (soft[:, 32:64] > 0).all()
+    with pytest.raises(ValueError, match="scores of shape"):
+        stitch_patches(patches, n_frames, hop, scores[:, :10])
 
 
 def test_save_load_mel(tmp_path):

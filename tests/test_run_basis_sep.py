@@ -97,6 +97,23 @@ def test_two_shards_match_one_run_and_merge_into_an_index(mel_priors, rendered, 
         run_basis_sep.main(sep_args(mel_priors, inputs, sharded, "--shard", "2/2"))
 
 
+def test_select_stitching_changes_only_the_overlaps_and_is_recorded(mel_priors, rendered, tmp_path):
+    inputs = short_mixtures(rendered, tmp_path / "in")
+    assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "fade", "--stitch", "crossfade")) == 0
+    assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "pick", "--stitch", "select",
+                                       "--stitch-temperature", "1")) == 0
+    meta = json.loads((tmp_path / "pick" / "b" / "meta.json").read_text())
+    assert meta["basis"]["stitch"] == "select" and meta["basis"]["stitch_temperature"] == 1.0
+    hop = MelConfig().patch_frames // 2
+    fade, pick = (np.load(tmp_path / run / "b" / "piano.npy") for run in ("fade", "pick"))
+    # the same seed gives the same patches; they differ only where two patches overlap (from frame `hop` on)
+    np.testing.assert_array_equal(fade[:, :hop], pick[:, :hop])
+    assert np.abs(fade[:, hop:] - pick[:, hop:]).max() > 1e-4
+    # a finished crossfade run is not taken for a select one
+    assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "fade", "--stitch", "select")) == 0
+    assert json.loads((tmp_path / "fade" / "b" / "meta.json").read_text())["basis"]["stitch"] == "select"
+
+
 def test_digits_separation_reports_psnr(digits_prior, tmp_path, capsys):
     run_basis_sep.main(["--dataset", "digits", "--prior", "ncsn", "--checkpoint", str(digits_prior),
                         "--out", str(tmp_path), "--n-pairs", "8", "--steps", "2", "--batch-size", "8"])
