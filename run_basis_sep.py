@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "final sources)")
     g.add_argument("--stitch", choices=STITCH_MODES, help="melspec: how overlapping patches join: crossfade, or "
                    "select, which weighs each overlap towards the patch whose sources the priors find more probable "
-                   "there (NCSN priors; costs the density bound, ~0.15x the separation)")
+                   "there (NCSN priors; the density bound adds about 0.13x the separation time)")
     g.add_argument("--stitch-temperature", type=float, metavar="NATS", help="with --stitch select: overlapping "
                    "patches weigh exp(-(their bound over the overlap) / NATS); near 0: a hard pick")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
