@@ -32,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.audio_io import atomic_output  # noqa: E402
-from pipeline.errors import log, run_cli  # noqa: E402
+from bench.report import write_report  # noqa: E402
+from pipeline.errors import run_cli  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 
@@ -213,13 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rows, extra = image_rows(args) if args.kind == "images" else melspec_rows(args)
     table = (image_table if args.kind == "images" else melspec_table)(rows)
-    out = Path(args.out)
-    with atomic_output(out / "chains.json") as tmp:
-        tmp.write_text(json.dumps({"rows": rows, **extra}, indent=1) + "\n")
-    with atomic_output(out / "chains.md") as tmp:
-        tmp.write_text(table)
-    print(table)
-    log.info("table: %s", out / "chains.md")
+    write_report(args.out, "chains", {"rows": rows, **extra}, table)
     return 0
 
 

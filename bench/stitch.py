@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.audio_io import atomic_output  # noqa: E402
-from pipeline.errors import log, run_cli  # noqa: E402
+from bench.report import write_report  # noqa: E402
+from pipeline.errors import run_cli  # noqa: E402
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "pretrained"
 HARD = 1e-3                     # a temperature (nats) far below any bound difference: a hard pick
@@ -162,13 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rows, extra = measure(args)
     text = table(rows, extra)
-    out = Path(args.out)
-    with atomic_output(out / "stitch.json") as tmp:
-        tmp.write_text(json.dumps({"rows": rows, **extra}, indent=1) + "\n")
-    with atomic_output(out / "stitch.md") as tmp:
-        tmp.write_text(text)
-    print(text)
-    log.info("table: %s", out / "stitch.md")
+    write_report(args.out, "stitch", {"rows": rows, **extra}, text)
     return 0
 
 

@@ -76,7 +76,7 @@ def selection_weights(scores: np.ndarray, n_frames: int, hop_frames: int, temper
     norm = preference.sum(axis=0, keepdims=True)
     # segments wholly past n_frames (the padded end) hold no valid frame: their weights are left alone
     preference = np.where(norm > 0, preference / np.maximum(norm, 1e-300) * covered.sum(axis=0, keepdims=True), 1.0)
-    return preference[rows, np.minimum(segments, n_segments - 1)]
+    return preference[rows, segments]
 
 
 def stitch_patches(patches: np.ndarray, n_frames: int, hop_frames: int, scores: np.ndarray | None = None,

@@ -154,13 +154,12 @@ class BasisSeparator(tf.Module):
         """Σ_k −log p_k(x_k) ``[N]`` of sources ``[S, N, ...]``, with noise draws ``[D, N, ...]`` for every source;
         ``n_levels``: of a state annealed through that many levels (see the priors' ``neg_log_density``);
         ``keep_axis``: an axis of the ``[N, ...]`` patches to split the bound along (``[N, size]``)."""
-        split = {} if keep_axis is None else {"keep_axis": keep_axis}
         if all(prior is self.priors[0] for prior in self.priors):
             n_sources = len(self.priors)
             flat = tf.reshape(sources, [-1, *self.image_shape])
-            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]), n_levels, **split)
+            per_source = self.priors[0].neg_log_density(flat, tf.tile(noise, [1, n_sources, 1, 1, 1]), n_levels, keep_axis)
             return tf.reduce_sum(tf.reshape(per_source, [n_sources, -1, *per_source.shape[1:]]), axis=0)
-        return tf.add_n([prior.neg_log_density(sources[k], noise, n_levels, **split) for k, prior in enumerate(self.priors)])
+        return tf.add_n([prior.neg_log_density(sources[k], noise, n_levels, keep_axis) for k, prior in enumerate(self.priors)])
 
     @staticmethod
     def run_seed(seed: int) -> tf.Tensor:

@@ -93,6 +93,11 @@ class NCSNPrior:
         return score_matching_nll(self.score, x, noise, self.sigma_levels[:n_levels], keep_axis)
 
 
+def _whole_only(prior, keep_axis: int | None) -> None:
+    if keep_axis is not None:
+        raise ValueError(f"{prior.name}: an exact flow density does not split along an axis (splits_density is False)")
+
+
 def _flow_score(flow, x: tf.Tensor) -> tf.Tensor:
     projected = tf.clip_by_value(x, 0.0, 1.0)
     with tf.GradientTape() as tape:
@@ -113,8 +118,11 @@ class FlowPrior:
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
         return _flow_score(self.flow, x)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
-        """Exact −log p(x) of the flow (on x projected onto [0, 1], as for the score); ``noise``, ``n_levels`` unused."""
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
+                        keep_axis: int | None = None) -> tf.Tensor:
+        """Exact −log p(x) of the flow (on x projected onto [0, 1], as for the score); ``noise``, ``n_levels`` unused.
+        It does not split along an axis (``keep_axis`` must be None)."""
+        _whole_only(self, keep_axis)
         return -self.flow.log_prob(tf.clip_by_value(x, 0.0, 1.0))
 
 
@@ -134,8 +142,11 @@ class NoisyFlowPrior:
         branches = [lambda flow=flow: _flow_score(flow, x) for flow in self.flows]
         return tf.switch_case(tf.cast(level, tf.int32), branches)
 
-    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None) -> tf.Tensor:
-        """−log p_σl(x) under the flow of σ_l, the last of the first ``n_levels`` (default: all); ``noise`` unused."""
+    def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
+                        keep_axis: int | None = None) -> tf.Tensor:
+        """−log p_σl(x) under the flow of σ_l, the last of the first ``n_levels`` (default: all); ``noise`` unused;
+        whole patches only (``keep_axis`` must be None)."""
+        _whole_only(self, keep_axis)
         return -self.flows[(n_levels or len(self.flows)) - 1].log_prob(tf.clip_by_value(x, 0.0, 1.0))
 
 

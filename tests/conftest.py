@@ -42,3 +42,20 @@ def tiny_ncsn_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("tiny_ncsn") / "run"
     train_ncsn.main(["--dataset", "digits", "--run-dir", str(run), *TINY_NCSN])
     return run
+
+
+@pytest.fixture
+def triplet_excerpt(rendered, tmp_path):
+    """``make(seconds) -> folder``: the first test piece's first ``seconds`` as ``{mix,piano,violin}/<name>.wav``."""
+    import soundfile as sf
+    root, _ = rendered
+    name = sorted((root / "test" / "mix").glob("*.wav"))[0].name
+
+    def make(seconds: float):
+        data = tmp_path / "data"
+        for source in ("mix", "piano", "violin"):
+            audio, rate = sf.read(root / "test" / source / name)
+            (data / source).mkdir(parents=True, exist_ok=True)
+            sf.write(data / source / name, audio[: int(seconds * rate)], rate)
+        return data
+    return make

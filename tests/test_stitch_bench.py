@@ -4,20 +4,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import stitch  # noqa: E402
 
 
-def test_restitching_one_separation_changes_only_the_overlaps(rendered, tmp_path):
-    root, _ = rendered
-    data = tmp_path / "data"
-    name = sorted((root / "test" / "mix").glob("*.wav"))[0].name
-    for source in ("mix", "piano", "violin"):
-        audio, rate = sf.read(root / "test" / source / name)
-        (data / source).mkdir(parents=True)
-        sf.write(data / source / name, audio[: int(6 * rate)], rate)
+def test_restitching_one_separation_changes_only_the_overlaps(triplet_excerpt, tmp_path):
+    data = triplet_excerpt(6.0)
+    name = next((data / "mix").iterdir()).name
     out = tmp_path / "out"
     assert stitch.main(["--data", str(data), "--steps", "1", "--batch-size", "4", "--temperatures", "50",
                         "--random-draws", "1", "--out", str(out)]) == 0
