@@ -71,11 +71,13 @@ def run_nmf(data_dir: Path, est_root: Path, train_wav: str | None, model: str | 
 
 def basis_flags(args, kind: str) -> list[str]:
     """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line, for priors of ``kind``
-    (``--stitch`` goes to NCSN priors only: a flow's density does not split by frame, so flows cross-fade)."""
+    (``--stitch`` and ``--refine-levels`` go to NCSN priors only: a flow's density does not split by frame, so flows
+    cross-fade, and a flow has no levels to refine)."""
     from run_basis_sep import cli_flags
     return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws,
                       "--select-after-levels": args.select_after_levels,
-                      "--stitch": args.stitch if kind == "ncsn" else None})
+                      "--stitch": args.stitch if kind == "ncsn" else None,
+                      "--refine-levels": args.refine_levels if kind == "ncsn" else None})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "annealing levels (default: the priors' basis.json, else on the final sources)")
     p.add_argument("--stitch", choices=("crossfade", "select"), help="BASIS-NCSN: how overlapping patches join "
                    "(default: the priors' basis.json, else crossfade; flows always cross-fade)")
+    p.add_argument("--refine-levels", type=int, metavar="F", help="BASIS-NCSN: F - 1 interpolated σ levels between "
+                   "each pair of trained ones (run_basis_sep.py --refine-levels; pair it with --steps)")
     p.add_argument("--hop-frames", type=int, help="BASIS hop between mel patches in frames (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")

@@ -138,7 +138,7 @@ def make_loss_fn() -> Callable[[ScoreNetwork, tf.Tensor], tf.Tensor]:
 
 
 def make_eval_fn(held_out: np.ndarray, batch_size: int = 64, seed: int = 1234,
-                 other: np.ndarray | None = None) -> Callable[[ScoreNetwork], dict]:
+                 other: np.ndarray | None = None, per_level: bool = False) -> Callable[[ScoreNetwork], dict]:
     """``eval_fn(model) -> metrics``: DSM loss on ``held_out [N, H, W, C]`` at every level with fixed noise.
 
     Metrics (per example, same units as ``train/loss``): ``dsm_loss`` (mean over levels), and
@@ -146,6 +146,7 @@ def make_eval_fn(held_out: np.ndarray, batch_size: int = 64, seed: int = 1234,
     examples of the *other* source), also ``dsm_loss_other`` (the same loss on them) and ``dsm_loss_gap`` =
     other − own: how much better the prior explains its own source than the other one. BASIS needs that gap:
     fine-tuned priors with a lower own loss but a smaller gap separated worse (results/prior_finetune/).
+    With ``per_level``, also ``dsm_loss_per_level``: the list of the losses at σ_1 … σ_L.
     """
     examples = tf.constant(held_out, tf.float32)
     noise = tf.random.stateless_normal(examples.shape, [seed, 0])
@@ -170,9 +171,11 @@ def make_eval_fn(held_out: np.ndarray, batch_size: int = 64, seed: int = 1234,
                 per_level.append(float(tf.reduce_sum(totals)) / int(x.shape[0]))
             return per_level
 
-        per_level = loss_per_level(examples, noise)
-        metrics = {"dsm_loss": float(np.mean(per_level)), "dsm_loss_level_first": per_level[0],
-                   "dsm_loss_level_last": per_level[-1]}
+        levels = loss_per_level(examples, noise)
+        metrics = {"dsm_loss": float(np.mean(levels)), "dsm_loss_level_first": levels[0],
+                   "dsm_loss_level_last": levels[-1]}
+        if per_level:
+            metrics["dsm_loss_per_level"] = levels
         if other is not None:
             metrics["dsm_loss_other"] = float(np.mean(loss_per_level(other_examples, other_noise)))
             metrics["dsm_loss_gap"] = metrics["dsm_loss_other"] - metrics["dsm_loss"]

@@ -173,22 +173,28 @@ class GaussianPrior:
         return tf.reduce_sum(terms, axis=[a for a in range(1, x.shape.rank) if a != keep_axis])
 
 
-def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32"):
+def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32", refine_levels: int = 1):
     """Load a trained prior of ``kind`` (one of :data:`PRIOR_KINDS`) from its run folder.
 
     ``conv_dtype`` (NCSN only; ``float32``, ``bfloat16`` or ``auto``, :mod:`ncsn.precision`): the dtype of the
-    score network's convolutions. A prior not in float32 says so in its name, which the separation records.
+    score network's convolutions. ``refine_levels`` (NCSN only): F − 1 interpolated σ levels between each pair
+    of trained ones (:func:`ncsn.levels.refine_levels`). A prior changed either way says so in its name, which
+    the separation records.
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise UserError(f"{run_dir}: checkpoint folder not found (train one with train_{'glow' if 'glow' in kind else 'ncsn'}.py "
                         f"or use the shipped ones under pretrained/)")
+    if refine_levels != 1 and kind != "ncsn":
+        raise UserError(f"--refine-levels is for NCSN priors (their levels are conditioning inputs), not {kind}")
     if kind == "ncsn":
+        from ncsn.levels import refine_levels as refine
         from ncsn.precision import resolve_conv_dtype
         from ncsn.training import load_score_model
         dtype = resolve_conv_dtype(conv_dtype)
-        suffix = "" if dtype == tf.float32 else f"@conv_{dtype.name}"
-        return NCSNPrior(load_score_model(run_dir).set_conv_dtype(dtype), name=f"ncsn:{run_dir.name}{suffix}")
+        suffix = ("" if dtype == tf.float32 else f"@conv_{dtype.name}") + ("" if refine_levels == 1 else f"@levels_x{refine_levels}")
+        model = refine(load_score_model(run_dir), refine_levels).set_conv_dtype(dtype)
+        return NCSNPrior(model, name=f"ncsn:{run_dir.name}{suffix}")
     if kind == "glow":
         from flow_models.flow_builder import load_flow
         return FlowPrior(load_flow(run_dir), name=f"glow:{run_dir.name}")

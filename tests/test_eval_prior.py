@@ -80,3 +80,14 @@ def test_a_mel_run_logs_its_loss_on_the_other_instrument_and_the_gap(mel_run):
         assert logged["eval/dsm_loss_other"][step] == pytest.approx(row["dsm_loss"], rel=1e-4)
         assert logged["eval/dsm_loss_gap"][step] == pytest.approx(
             logged["eval/dsm_loss_other"][step] - logged["eval/dsm_loss"][step], rel=1e-4, abs=1e-3)
+
+
+def test_refined_levels_keep_the_trained_losses_and_report_every_level(mel_run, capsys):
+    run, mel_dir = mel_run
+    plain, = eval_prior.score_prior(run, mel_dir, [4], None, max_examples=8, per_level=True)
+    dense, = eval_prior.score_prior(run, mel_dir, [4], None, max_examples=8, refine_levels=2, per_level=True)
+    n = len(plain["dsm_loss_per_level"])
+    assert dense["levels"] == 2 * n - 1 == len(dense["dsm_loss_per_level"])
+    assert dense["dsm_loss_per_level"][::2] == pytest.approx(plain["dsm_loss_per_level"], rel=1e-4)
+    assert eval_prior.main(["--mel-dir", str(mel_dir), "--priors", str(run), "--refine-levels", "2", "--per-level"]) == 0
+    assert f"{2 * n - 1} levels:" in capsys.readouterr().out

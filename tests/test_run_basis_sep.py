@@ -180,3 +180,22 @@ def test_balanced_batches_need_no_more_calls_and_pad_less():
             calls = -(-n_items // batch)
             assert batch <= max_batch and calls == -(-n_items // max_batch)
             assert calls * batch - n_items < calls          # less than one padded slot per call
+
+
+def digits_sigmas(run):
+    return json.loads((run / "config.json").read_text())["model"]["sigma_levels"]
+
+
+def test_refined_levels_run_and_are_recorded_in_the_prior_name(digits_prior, tmp_path, capsys):
+    run_basis_sep.main(["--dataset", "digits", "--prior", "ncsn", "--checkpoint", str(digits_prior),
+                        "--out", str(tmp_path), "--n-pairs", "4", "--steps", "1", "--batch-size", "4",
+                        "--refine-levels", "2"])
+    report = json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())
+    assert np.isfinite(report["psnr_mean"])
+    assert report["prior_name"].endswith("@levels_x2") and report["n_levels"] == 2 * len(digits_sigmas(digits_prior)) - 1
+
+
+def test_refined_levels_are_refused_for_flows(tmp_path):
+    with pytest.raises(UserError, match="refine-levels is for NCSN"):
+        run_basis_sep.main(["--dataset", "digits", "--prior", "glow", "--checkpoint", str(tmp_path),
+                            "--out", str(tmp_path / "o"), "--refine-levels", "2"])

@@ -13,6 +13,12 @@ Each prior is scored on its own instrument (``source`` in its config.json) unles
 Without --steps each folder's latest checkpoint is scored; with --steps every listed ``ckpt-<step>`` (a folder
 that lacks one is an error). The noise is fixed (seeded), so two priors see the same noisy examples.
 Units as in training: per example, σ²-weighted squared error summed over the mel bins, mean over the levels.
+
+``--refine-levels F`` scores each prior on its schedule made F times denser (:mod:`ncsn.levels`), and
+``--per-level`` adds the loss at every level, so interpolated levels can be compared with their trained
+neighbours::
+
+    python tools/eval_prior.py --mel-dir data/demo/mel --priors pretrained/ncsn_piano --refine-levels 2 --per-level
 """
 from __future__ import annotations
 
@@ -53,8 +59,10 @@ def checkpoints_of(prior: Path, steps: Sequence[int] | None) -> list[tuple[int, 
 
 
 def score_prior(prior: Path, mel_dir: Path, steps: Sequence[int] | None, source: str | None,
-                max_examples: int, conv_dtype: str = "float32") -> list[dict]:
+                max_examples: int, conv_dtype: str = "float32", refine_levels: int = 1,
+                per_level: bool = False) -> list[dict]:
     """One row (see :data:`COLUMNS`) per checkpoint of ``prior``."""
+    from ncsn.levels import refine_levels as refine
     from ncsn.training import DataConfig, load_score_model, make_eval_fn, read_run_configs
     network, _, trained_on = read_run_configs(prior)
     if not trained_on.is_mel:
@@ -64,14 +72,14 @@ def score_prior(prior: Path, mel_dir: Path, steps: Sequence[int] | None, source:
         raise UserError(f"{mel_dir}: patches {tuple(data.image_shape())} do not match {prior}'s "
                         f"{tuple(network.image_shape)} (other mel parameters)")
     examples = data.examples("test", max_examples)
-    eval_fn = make_eval_fn(examples)
+    eval_fn = make_eval_fn(examples, per_level=per_level)
     dtype = resolve_conv_dtype(conv_dtype)
     rows = []
     for step, checkpoint in checkpoints_of(prior, steps):
-        model = load_score_model(prior, checkpoint=checkpoint).set_conv_dtype(dtype)
+        model = refine(load_score_model(prior, checkpoint=checkpoint), refine_levels).set_conv_dtype(dtype)
         metrics = eval_fn(model)
         rows.append({"prior": str(prior), "step": step, "source": data.source, "examples": len(examples),
-                     "conv_dtype": dtype.name, **metrics})
+                     "conv_dtype": dtype.name, "levels": int(model.sigma_levels.shape[0]), **metrics})
         log.info("%s step %d (%s): dsm_loss %.2f", prior, step, data.source, metrics["dsm_loss"])
     return rows
 
@@ -80,6 +88,10 @@ def markdown(rows: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for row in rows:
         lines.append("| " + " | ".join(f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS) + " |")
+    if rows and "dsm_loss_per_level" in rows[0]:
+        lines += ["", "DSM loss per level (σ_1 first):", ""]
+        lines += [f"- {row['prior']} step {row['step']}, {row['levels']} levels: "
+                  + " ".join(f"{v:.1f}" for v in row["dsm_loss_per_level"]) for row in rows]
     return "\n".join(lines)
 
 
@@ -96,12 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-examples", type=int, default=1000, help="at most this many test patches (default 1000)")
     p.add_argument("--conv-dtype", choices=CONV_DTYPES, default="float32",
                    help="dtype of the networks' convolutions (bfloat16: what it costs in loss; auto: as run_basis_sep.py)")
+    p.add_argument("--refine-levels", type=int, default=1, metavar="F",
+                   help="score each prior on its σ schedule made F times denser (ncsn/levels.py)")
+    p.add_argument("--per-level", action="store_true", help="also report the loss at every σ level")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     if not (args.mel_dir / "test").is_dir():
         raise UserError(f"{args.mel_dir}/test: folder not found (make one with python -m pipeline.wav_to_spec)")
     rows = [row for prior in args.priors
-            for row in score_prior(prior, args.mel_dir, args.steps, args.source, args.max_examples, args.conv_dtype)]
+            for row in score_prior(prior, args.mel_dir, args.steps, args.source, args.max_examples, args.conv_dtype,
+                                          args.refine_levels, args.per_level)]
     print(markdown(rows))
     if args.out:
         with atomic_output(args.out) as tmp:
