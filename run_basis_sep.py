@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--refine-levels", type=int, default=1, metavar="F", help="NCSN: F - 1 extra σ levels between each "
                    "pair of trained ones, their conditioning interpolated in ln σ (10 levels -> 9F + 1); T stays per level, "
                    "so pass --steps to keep the work (measured, results/levels/: F=2 with --steps 8 no gain; F=4 with --steps 4 "
-                   "+0.6/+0.4 dB mean SDR on demo8 over three draws, level on val4)")
+                   "+0.6/+0.4 dB mean SDR on demo8 over three draws, level on val4 over two)")
     g.add_argument("--steps", type=int, help="Langevin steps per level (T)")
     g.add_argument("--step-lr", type=float, help="δ: η_i = δ σ_i² / σ_L²")
     g.add_argument("--gamma-scale", type=float, help="γ_i = gamma_scale · σ_i")
