@@ -46,10 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sigma-max", type=float, help="σ_1, model input units (clean Glow only)")
     g.add_argument("--sigma-min", type=float, help="σ_L (clean Glow only)")
     g.add_argument("--n-levels", type=int, help="L (clean Glow only)")
-    g.add_argument("--refine-levels", type=int, default=1, metavar="F", help="NCSN: F - 1 extra σ levels between each "
+    g.add_argument("--refine-levels", type=int, metavar="F", help="NCSN: F - 1 extra σ levels between each "
                    "pair of trained ones, their conditioning interpolated in ln σ (10 levels -> 9F + 1); T stays per level, "
-                   "so pass --steps to keep the work (measured, results/levels/: F=2 with --steps 8 no gain; F=4 with --steps 4 "
-                   "+0.6/+0.4 dB mean SDR on demo8 over three draws, level on val4 over two)")
+                   "so pass --steps to keep the work; the density bound (chains, select stitching) keeps to the trained "
+                   "levels (default: the prior run's basis.json, else 1; results/levels/)")
     g.add_argument("--steps", type=int, help="Langevin steps per level (T)")
     g.add_argument("--step-lr", type=float, help="δ: η_i = δ σ_i² / σ_L²")
     g.add_argument("--gamma-scale", type=float, help="γ_i = gamma_scale · σ_i")
@@ -101,12 +101,28 @@ def cli_flags(given: dict[str, object]) -> list[str]:
     return [part for flag, value in given.items() if value is not None for part in (flag, str(value))]
 
 
+def basis_file(run_dir: str | Path | None) -> dict:
+    """A prior run's ``basis.json`` (empty without one)."""
+    path = Path(run_dir) / BASIS_FILE if run_dir else None
+    return read_json(path) if path is not None and path.is_file() else {}
+
+
 def tuned_settings(run_dir: str | Path | None) -> dict:
     """The BasisConfig fields recorded in a prior run's ``basis.json`` (empty without one)."""
-    path = Path(run_dir) / BASIS_FILE if run_dir else None
-    if path is None or not path.is_file():
-        return {}
-    return {k: v for k, v in read_json(path).items() if k in STEP_SETTINGS.values()}
+    return {k: v for k, v in basis_file(run_dir).items() if k in STEP_SETTINGS.values()}
+
+
+def refine_factor(args, run_dir: str | Path | None) -> int:
+    """F of ``--refine-levels``: the command line, else the prior run's ``basis.json`` (``refine_levels``), else 1.
+
+    The T of a ``basis.json`` goes with its F: one given on the command line without ``--steps`` gets a warning."""
+    recorded = basis_file(run_dir).get("refine_levels")
+    if args.refine_levels is None:
+        return int(recorded or 1)
+    if args.refine_levels != (recorded or 1) and args.steps is None and "n_steps_per_level" in tuned_settings(run_dir):
+        log.warning("--refine-levels %d without --steps: T=%d of %s was tuned for --refine-levels %d", args.refine_levels,
+                    tuned_settings(run_dir)["n_steps_per_level"], Path(run_dir) / BASIS_FILE, recorded or 1)
+    return args.refine_levels
 
 
 def step_settings(args, run_dir: str | Path) -> dict:
@@ -127,6 +143,8 @@ def make_separator(priors, mixing, args, run_dir: str | Path):
     from separation.basis import BasisSeparator
     cfg = BasisConfig(sigma_levels=schedule_of(priors, args), final_denoise=not args.no_denoise, jit_compile=args.jit,
                       **step_settings(args, run_dir))
+    log.info("σ schedule: %d levels, %.3g -> %.3g (%s)", len(cfg.sigma_levels), cfg.sigma_levels[0], cfg.sigma_levels[-1],
+             ", ".join(p.name for p in priors))
     return BasisSeparator(priors, mixing, cfg)
 
 
@@ -140,7 +158,8 @@ def separate_melspec(args) -> None:
                         f"pretrained/, --piano RUN and --violin RUN")
     shard = parse_shard(args.shard)
     files = mixture_files(args.input)
-    priors = [load_prior(args.prior, run, args.conv_dtype, args.refine_levels) for run in (args.piano, args.violin)]
+    factor = refine_factor(args, args.piano)
+    priors = [load_prior(args.prior, run, args.conv_dtype, factor) for run in (args.piano, args.violin)]
     cfg = mel_config_of(args.piano)
     if tuple(priors[0].image_shape) != (cfg.n_mels, cfg.patch_frames, 1):
         raise UserError(f"{args.piano}: prior models {priors[0].image_shape}, not mel patches ({cfg.n_mels}, {cfg.patch_frames}, 1)")
@@ -189,7 +208,7 @@ def separate_images(args) -> None:
     from separation.priors import load_prior
     if not args.checkpoint:
         raise UserError(f"--dataset {args.dataset} needs --checkpoint RUN (the prior of both sources)")
-    prior = load_prior(args.prior, args.checkpoint, args.conv_dtype, args.refine_levels)
+    prior = load_prior(args.prior, args.checkpoint, args.conv_dtype, refine_factor(args, args.checkpoint))
     height = prior.image_shape[0]
     images = load_images(args.dataset, "test", args.data_dir, pad_to=height)
     if images.shape[1:] != tuple(prior.image_shape):

@@ -28,6 +28,11 @@ def refined_level_positions(n_levels: int, factor: int) -> np.ndarray:
     return np.arange((n_levels - 1) * factor + 1) / factor
 
 
+def trained_level_indices(n_levels: int, factor: int) -> np.ndarray:
+    """Indices ``[n_levels]`` of the trained levels in the schedule refined by ``factor``: every ``factor``-th."""
+    return np.arange(n_levels) * factor
+
+
 def refine_levels(model: ScoreNetwork, factor: int) -> ScoreNetwork:
     """The network of ``model`` on a schedule ``factor`` times denser in ln σ (see the module docstring).
 

@@ -38,7 +38,7 @@ def log_sigma_weights(sigma_levels: Sequence[float]) -> np.ndarray:
 
 
 def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequence[float],
-                       keep_axis: int | None = None) -> tf.Tensor:
+                       keep_axis: int | None = None, level_indices: Sequence[int] | None = None) -> tf.Tensor:
     """Denoising bound on −log p(x) (up to an x-independent constant) of a noise-conditional score model.
 
     For the variance-exploding diffusion x_σ = x + σ z, the likelihood-weighted score-matching bound
@@ -54,31 +54,40 @@ def score_matching_nll(score, x: tf.Tensor, noise: tf.Tensor, sigma_levels: Sequ
         x: ``[N, ...]`` points to score.
         noise: ``[D, N, ...]`` standard normal draws, reused at every level (pass the same draws to the
             points being compared: common random numbers make their difference far less noisy).
-        sigma_levels: ``[L]`` the model's σ levels, descending.
+        sigma_levels: ``[L]`` the σ levels of the integral, descending.
         keep_axis: an axis of ``x`` (> 0) not to sum over: the bound split along it (the squared residual is a
             sum over dimensions, so the parts add up to the whole); for mel patches ``[N, n_mels, frames, 1]``,
             ``keep_axis=2`` gives each frame's share.
+        level_indices: ``[L]`` the level index ``score`` takes for each σ of ``sigma_levels`` (default 0 … L − 1:
+            the model's own levels, all of them); a subset of a model's levels, e.g. the trained ones of a refined
+            network (:func:`ncsn.levels.trained_level_indices`).
     Returns:
         ``[N]`` float32, in nats (``[N, x.shape[keep_axis]]`` with ``keep_axis``).
     """
     weights = tf.constant(log_sigma_weights(sigma_levels))
     sigmas = tf.constant(np.asarray(sigma_levels, np.float32))
+    indices = tf.constant(np.arange(len(sigma_levels)) if level_indices is None else level_indices, tf.int32)
     axes = [a for a in range(1, x.shape.rank) if a != keep_axis]      # static: the loop keeps the shape of `total`
     total = tf.zeros([tf.shape(x)[0]] + ([] if keep_axis is None else [x.shape[keep_axis]]), tf.float32)
     n_levels, n_draws = len(sigma_levels), tf.shape(noise)[0]
     for index in tf.range(n_levels * n_draws):          # AutoGraph: one tf.while_loop in a tf.function
         level, draw = index // n_draws, index % n_draws
         sigma, z = tf.gather(sigmas, level), tf.gather(noise, draw)
-        residual = sigma * score(x + sigma * z, level) + z
+        residual = sigma * score(x + sigma * z, tf.gather(indices, level)) + z
         total += tf.gather(weights, level) * tf.reduce_sum(tf.square(residual), axis=axes)
     return total / tf.cast(n_draws, tf.float32)
 
 
 class NCSNPrior:
-    def __init__(self, model, name: str = "ncsn"):
+    """A score network's prior. ``density_levels``: the level indices its denoising bound runs over (default: all);
+    for a network refined with interpolated levels, the trained ones, so that the bound (which ranks chains and
+    stitches patches) stays the trained network's, at the trained network's cost."""
+
+    def __init__(self, model, name: str = "ncsn", density_levels: Sequence[int] | None = None):
         self.model = model
         self.name = name
         self.sigma_levels = np.asarray(model.sigma_levels.numpy(), np.float32)
+        self.density_levels = np.arange(len(self.sigma_levels)) if density_levels is None else np.asarray(density_levels)
         self.image_shape = tuple(model.config.image_shape)
         self.denoise = True
         self.splits_density = True          # neg_log_density(..., keep_axis): the bound is a sum over dimensions
@@ -88,9 +97,10 @@ class NCSNPrior:
 
     def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
                         keep_axis: int | None = None) -> tf.Tensor:
-        """The denoising bound :func:`score_matching_nll` over the first ``n_levels`` levels (default: all),
-        split along ``keep_axis`` when given."""
-        return score_matching_nll(self.score, x, noise, self.sigma_levels[:n_levels], keep_axis)
+        """The denoising bound :func:`score_matching_nll` over the ``density_levels`` among the first ``n_levels``
+        levels (default: all), split along ``keep_axis`` when given."""
+        levels = self.density_levels[self.density_levels < (n_levels or len(self.sigma_levels))]
+        return score_matching_nll(self.score, x, noise, self.sigma_levels[levels], keep_axis, levels)
 
 
 def _whole_only(prior, keep_axis: int | None) -> None:
@@ -188,13 +198,15 @@ def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32", refi
     if refine_levels != 1 and kind != "ncsn":
         raise UserError(f"--refine-levels is for NCSN priors (their levels are conditioning inputs), not {kind}")
     if kind == "ncsn":
-        from ncsn.levels import refine_levels as refine
+        from ncsn.levels import refine_levels as refine, trained_level_indices
         from ncsn.precision import resolve_conv_dtype
         from ncsn.training import load_score_model
         dtype = resolve_conv_dtype(conv_dtype)
         suffix = ("" if dtype == tf.float32 else f"@conv_{dtype.name}") + ("" if refine_levels == 1 else f"@levels_x{refine_levels}")
-        model = refine(load_score_model(run_dir), refine_levels).set_conv_dtype(dtype)
-        return NCSNPrior(model, name=f"ncsn:{run_dir.name}{suffix}")
+        trained = load_score_model(run_dir)
+        model = refine(trained, refine_levels).set_conv_dtype(dtype)
+        return NCSNPrior(model, name=f"ncsn:{run_dir.name}{suffix}",
+                         density_levels=trained_level_indices(trained.config.n_sigmas, refine_levels))
     if kind == "glow":
         from flow_models.flow_builder import load_flow
         return FlowPrior(load_flow(run_dir), name=f"glow:{run_dir.name}")

@@ -47,3 +47,17 @@ def test_raw_weights_export_holds_the_optimizer_weights_not_their_average(tiny_n
     assert not np.allclose(out(load_score_model(tmp_path / "raw")), out(load_score_model(tmp_path / "ema")))
     assert json.loads((tmp_path / "raw" / "metrics.json").read_text())["weights"].startswith("raw")
     assert "raw (not averaged) weights" in (tmp_path / "raw" / "PRIOR.md").read_text()
+
+
+def test_tuned_basis_settings_round_trip_to_run_basis_sep(tiny_ncsn_run, tmp_path):
+    import argparse
+    import run_basis_sep
+    out = tmp_path / "shipped"
+    export_prior.main(["--kind", "ncsn", "--run", str(tiny_ncsn_run), "--out", str(out), "--command", "c", "--data-recipe", "d",
+                       "--basis", "n_steps_per_level=4", "refine_levels=4", "stitch=select", "stitch_temperature=50",
+                       "--basis-note", "measured somewhere"])
+    assert run_basis_sep.tuned_settings(out) == {"n_steps_per_level": 4, "stitch": "select", "stitch_temperature": 50.0}
+    assert run_basis_sep.refine_factor(argparse.Namespace(refine_levels=None, steps=None), out) == 4
+    assert run_basis_sep.refine_factor(argparse.Namespace(refine_levels=2, steps=8), out) == 2
+    with pytest.raises(UserError, match="KEY one of"):
+        export_prior.parse_basis(["refine=4"], "note")

@@ -4,8 +4,9 @@ import pytest
 import tensorflow as tf
 
 from ncsn.layers import CondInstanceNormPlus
-from ncsn.levels import refine_levels, refined_level_positions
+from ncsn.levels import refine_levels, refined_level_positions, trained_level_indices
 from pipeline.errors import UserError
+from separation.priors import NCSNPrior
 from test_ncsn import tiny_model
 
 
@@ -64,3 +65,19 @@ def test_bad_factors_and_non_geometric_schedules_are_refused():
     model.sigma_levels = tf.constant([1.0, 0.5, 0.4, 0.01])
     with pytest.raises(UserError, match="geometric"):
         refine_levels(model, 2)
+
+
+def test_a_refined_prior_s_density_bound_runs_over_the_trained_levels_only():
+    model = randomised(tiny_model(scale_by_sigma=True))
+    trained = NCSNPrior(model)
+    refined = NCSNPrior(refine_levels(model, 3), density_levels=trained_level_indices(model.config.n_sigmas, 3))
+    np.testing.assert_array_equal(refined.density_levels, 3 * np.arange(model.config.n_sigmas))
+    x = tf.random.stateless_uniform((2, 8, 8, 1), [3, 4])
+    noise = tf.random.stateless_normal((2, 2, 8, 8, 1), [5, 6])
+    np.testing.assert_allclose(refined.neg_log_density(x, noise).numpy(), trained.neg_log_density(x, noise).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(refined.neg_log_density(x, noise, keep_axis=2).numpy(),
+                               trained.neg_log_density(x, noise, keep_axis=2).numpy(), rtol=1e-5, atol=1e-4)
+    # a state annealed through the first 5 refined levels (trained levels 0 and 1 among them)
+    np.testing.assert_allclose(refined.neg_log_density(x, noise, 5).numpy(), trained.neg_log_density(x, noise, 2).numpy(), rtol=1e-5)
+    every_level = NCSNPrior(refine_levels(model, 3))
+    assert not np.allclose(every_level.neg_log_density(x, noise).numpy(), trained.neg_log_density(x, noise).numpy(), rtol=1e-3)

@@ -195,6 +195,23 @@ def test_refined_levels_run_and_are_recorded_in_the_prior_name(digits_prior, tmp
     assert report["prior_name"].endswith("@levels_x2") and report["n_levels"] == 2 * len(digits_sigmas(digits_prior)) - 1
 
 
+def test_refined_levels_are_read_from_basis_json_and_the_flag_overrides_them(digits_prior, tmp_path, caplog):
+    from separation.priors import load_prior
+    run = tmp_path / "prior"
+    shutil.copytree(digits_prior, run)
+    (run / "basis.json").write_text(json.dumps({"refine_levels": 2, "n_steps_per_level": 1}))
+    common = ["--dataset", "digits", "--prior", "ncsn", "--checkpoint", str(run), "--n-pairs", "2", "--batch-size", "2"]
+    run_basis_sep.main([*common, "--out", str(tmp_path / "a")])
+    report = json.loads((tmp_path / "a" / "digits_ncsn_psnr.json").read_text())
+    assert report["prior_name"].endswith("@levels_x2") and report["n_levels"] == 2 * len(digits_sigmas(digits_prior)) - 1
+    n_trained = len(digits_sigmas(digits_prior))
+    np.testing.assert_array_equal(load_prior("ncsn", run, refine_levels=2).density_levels, 2 * np.arange(n_trained))
+    run_basis_sep.main([*common, "--out", str(tmp_path / "b"), "--refine-levels", "1"])    # T of basis.json kept: a warning
+    report = json.loads((tmp_path / "b" / "digits_ncsn_psnr.json").read_text())
+    assert "@levels" not in report["prior_name"] and report["n_levels"] == n_trained
+    assert "T=1 of" in caplog.text and "tuned for --refine-levels 2" in caplog.text
+
+
 def test_refined_levels_are_refused_for_flows(tmp_path):
     with pytest.raises(UserError, match="refine-levels is for NCSN"):
         run_basis_sep.main(["--dataset", "digits", "--prior", "glow", "--checkpoint", str(tmp_path),
