@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stitch", choices=("crossfade", "select"), help="BASIS-NCSN: how overlapping patches join "
                    "(default: the priors' basis.json, else crossfade; flows always cross-fade)")
     p.add_argument("--refine-levels", type=int, metavar="F", help="BASIS-NCSN: F - 1 interpolated σ levels between "
-                   "each pair of trained ones (run_basis_sep.py --refine-levels; pair it with --steps)")
+                   "each pair of trained ones (run_basis_sep.py --refine-levels; pair it with --steps; default: the "
+                   "priors' basis.json, else 1)")
     p.add_argument("--hop-frames", type=int, help="BASIS hop between mel patches in frames (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
