@@ -47,7 +47,7 @@ fi
 
 step "1/4 render training pieces (FluidR3_GM + TimGM6mb SoundFonts, seed 0)"
 [ -f "$DEMO/wav/manifest_train.json" ] || $PY -m pipeline.render --out "$DEMO/wav" "${TRAIN_RECIPE[@]}"
-step "2/4 render held-out test pieces (MuseScore_General_Lite SoundFont, seed 1: other sounds, other melodies)"
+step "2/4 render held-out test pieces (MuseScore_General_Lite SoundFont, seed 1: another piano, other melodies)"
 if [ ! -f "$DEMO/wav/manifest_test.json" ]; then
     $PY -m pipeline.render --out "$DEMO/wav" "${TEST_RECIPE[@]}"
     echo "${TEST_RECIPE[*]}" > "$DEMO/test_recipe.txt"
