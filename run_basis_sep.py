@@ -116,12 +116,13 @@ def refine_factor(args, run_dir: str | Path | None) -> int:
     """F of ``--refine-levels``: the command line, else the prior run's ``basis.json`` (``refine_levels``), else 1.
 
     The T of a ``basis.json`` goes with its F: one given on the command line without ``--steps`` gets a warning."""
-    recorded = basis_file(run_dir).get("refine_levels")
+    recorded = basis_file(run_dir)
+    tuned_factor, tuned_steps = int(recorded.get("refine_levels", 1)), recorded.get("n_steps_per_level")
     if args.refine_levels is None:
-        return int(recorded or 1)
-    if args.refine_levels != (recorded or 1) and args.steps is None and "n_steps_per_level" in tuned_settings(run_dir):
+        return tuned_factor
+    if args.refine_levels != tuned_factor and args.steps is None and tuned_steps is not None:
         log.warning("--refine-levels %d without --steps: T=%d of %s was tuned for --refine-levels %d", args.refine_levels,
-                    tuned_settings(run_dir)["n_steps_per_level"], Path(run_dir) / BASIS_FILE, recorded or 1)
+                    tuned_steps, Path(run_dir) / BASIS_FILE, tuned_factor)
     return args.refine_levels
 
 

@@ -37,12 +37,22 @@ class SampleHeader:
     digest: str           # md5 of the stored sample bytes (PCM in .sf2, Ogg in .sf3)
 
 
-def _chunk(data: bytes, tag: bytes, path: Path) -> bytes:
-    at = data.find(tag)
-    if at < 0:
-        raise UserError(f"{path}: no '{tag.decode()}' chunk: not a SoundFont (.sf2/.sf3)")
-    size = struct.unpack("<I", data[at + 4:at + 8])[0]
-    return data[at + 8:at + 8 + size]
+def _subchunks(data: bytes, start: int, end: int) -> dict[bytes, tuple[int, int]]:
+    """``{tag: (begin, end)}`` of the chunks in ``data[start:end]``; a LIST chunk is listed by its list type
+    (``sdta``, ``pdta``, ...) and its subchunks are walked too (RIFF: tag, little-endian size, body, a pad byte
+    after an odd size)."""
+    found = {}
+    while start + 8 <= end:
+        tag, size = data[start:start + 4], struct.unpack("<I", data[start + 4:start + 8])[0]
+        body = start + 8
+        if tag == b"LIST":
+            found[data[body:body + 4]] = (body + 4, body + size)
+            found.update(_subchunks(data, body + 4, body + size))
+        else:
+            found[tag] = (body, body + size)
+        padded = size & 1 and data[body + size:body + size + 1] == b"\0"   # some writers skip the pad byte
+        start = body + size + int(bool(padded))
+    return found
 
 
 def sample_headers(path: str | Path) -> list[SampleHeader]:
@@ -51,7 +61,11 @@ def sample_headers(path: str | Path) -> list[SampleHeader]:
     data = path.read_bytes()
     if data[:4] != b"RIFF" or data[8:12] != b"sfbk":
         raise UserError(f"{path}: not a SoundFont (no RIFF sfbk header)")
-    records, samples = _chunk(data, b"shdr", path), _chunk(data, b"smpl", path)
+    chunks = _subchunks(data, 12, min(len(data), 8 + struct.unpack("<I", data[4:8])[0]))
+    for tag in (b"shdr", b"smpl"):
+        if tag not in chunks:
+            raise UserError(f"{path}: no '{tag.decode()}' chunk: not a complete SoundFont (.sf2/.sf3)")
+    records, samples = (data[slice(*chunks[tag])] for tag in (b"shdr", b"smpl"))
     bytes_per_frame = 2 if path.suffix.lower() == ".sf2" else 1    # sf3: start/end are byte offsets
     headers = []
     for offset in range(0, len(records) - SHDR_RECORD, SHDR_RECORD):     # the last record is "EOS"
