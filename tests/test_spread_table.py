@@ -45,3 +45,31 @@ def test_bad_inputs_are_user_errors(tmp_path):
         spread_table.main(args + ["--method", "NMF"])
     with pytest.raises(UserError, match="missing.json: no such file"):
         spread_table.main(["render", "--table", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o.md")])
+
+
+def test_paired_differences_pool_over_sets_and_seeds(tmp_path):
+    table = tmp_path / "per_track.json"
+    runs = {("old s0", "setA"): {"x.wav": (1.0, 10.0), "y.wav": (3.0, 20.0)},
+            ("new s0", "setA"): {"x.wav": (2.0, 9.0), "y.wav": (6.0, 20.5), "extra.wav": (99.0, 99.0)},
+            ("old s1", "setA"): {"x.wav": (1.0, 10.0), "y.wav": (3.0, float("nan"))},
+            ("new s1", "setA"): {"x.wav": (1.0, 11.0), "y.wav": (5.0, 25.0)},
+            ("old s0", "setB"): {"u.wav": (4.0, 4.0)}}
+    for i, ((label, name), sdr) in enumerate(runs.items()):
+        report = write_report(tmp_path / f"r{i}.json", "BASIS-ncsn", sdr)
+        spread_table.main(["add", "--report", str(report), "--method", "BASIS-ncsn", "--set", name,
+                           "--label", label, "--table", str(table)])
+    out = tmp_path / "paired.md"
+    assert spread_table.main(["paired", "--table", str(table), "--pair", "old s0", "new s0",
+                              "--pair", "old s1", "new s1", "--out", str(out)]) == 0
+    text = out.read_text()
+    # only tracks both labels have; setB is not shared by the s0 pair, so it is not in the table
+    assert "| old s0 | new s0 | setA | 2 | 2.00 / 15.00 | 4.00 / 14.75 | +2.00 / -0.25 |" in text
+    assert "setB" not in text
+    # pooled over the two seeds: piano diffs 1, 3, 0, 2; violin -1, 0.5, 1 (the NaN pair is left out)
+    assert "| all | 4 / 3 | +1.50 ± 0.65 | +0.17 ± 0.60 | 3 / 2 |" in text
+    with pytest.raises(UserError, match="no label 'nope'"):
+        spread_table.main(["paired", "--table", str(table), "--pair", "old s0", "nope"])
+    spread_table.main(["add", "--report", str(write_report(tmp_path / "z.json", "BASIS-ncsn", {"q.wav": (0.0, 0.0)})),
+                       "--method", "BASIS-ncsn", "--set", "setC", "--label", "lonely", "--table", str(table)])
+    with pytest.raises(UserError, match="share no evaluation set"):
+        spread_table.main(["paired", "--table", str(table), "--pair", "old s1", "lonely"])

@@ -8,6 +8,9 @@ median over 1-s frames of one track). Two sub-commands:
         --set demo8 --label "BASIS fp32 seed 0" --table results/eval_spread/per_track.json
     # per_track.md: one table per set (tracks, median, mean), then every set pooled
     python tools/spread_table.py render --table results/eval_spread/per_track.json --out results/eval_spread/per_track.md
+    # B - A per track, for pairs of labels that share sets (the same seed, another prior or schedule), pooled
+    python tools/spread_table.py paired --table results/eval_spread/per_track.json \\
+        --pair "BASIS shipped seed 0" "BASIS new seed 0" --pair "BASIS shipped seed 1" "BASIS new seed 1"
 
 The pooled table lists, per estimate label, the median and mean over all tracks of the sets that label has,
 and names those sets, so a row pooled over fewer sets is never read as the same ruler as a longer one.
@@ -72,6 +75,47 @@ def render(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired(table: dict, pairs: Sequence[tuple[str, str]]) -> str:
+    """Markdown: the per-track difference B − A (SDR, dB) of every label pair on the sets both labels have.
+
+    One row per pair and set (medians of A and B, mean difference), then the differences pooled per set name and
+    over everything: mean ± standard error, and on how many tracks B is ahead. Tracks are matched by name, so A
+    and B must be runs on the same mixtures; a pair is most informative when only one thing differs (same seed).
+    """
+    for a, b in pairs:
+        for label in (a, b):
+            if label not in table:
+                raise UserError(f"no label {label!r} in the table; it has {len(table)} labels (see its render)")
+    lines = ["| A | B | set | tracks | A median | B median | mean B − A |", "|---|---|---|---|---|---|---|"]
+    pooled: dict[str, dict[str, list[float]]] = {}
+    for a, b in pairs:
+        shared = [name for name in table[a] if name in table[b]]
+        if not shared:
+            raise UserError(f"labels {a!r} and {b!r} share no evaluation set")
+        for name in shared:
+            tracks = [t for t in table[a][name] if t in table[b][name]]
+            diff = {s: np.array([table[b][name][t][s] - table[a][name][t][s] for t in tracks]) for s in SOURCES}
+            med_a, _ = summary([table[a][name][t] for t in tracks])
+            med_b, _ = summary([table[b][name][t] for t in tracks])
+            mean = " / ".join(f"{np.nanmean(diff[s]):+.2f}" for s in SOURCES)
+            lines.append(f"| {a} | {b} | {name} | {len(tracks)} | {med_a} | {med_b} | {mean} |")
+            for key in (name, "all"):
+                for s in SOURCES:
+                    pooled.setdefault(key, {src: [] for src in SOURCES})[s] += list(diff[s])
+    lines += ["", "Pooled B − A per track: mean ± standard error, tracks where B is ahead", "",
+              "| set | track-draws | piano | violin | B ahead (piano / violin) |", "|---|---|---|---|---|"]
+    for key, diff in pooled.items():
+        cells = []
+        for s in SOURCES:
+            d = np.array(diff[s])[~np.isnan(diff[s])]
+            se = np.std(d, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+            cells.append(f"{np.mean(d):+.2f} ± {se:.2f}")
+        ahead = " / ".join(f"{int(np.sum(np.array(diff[s]) > 0))}" for s in SOURCES)
+        n = " / ".join(str(int(np.sum(~np.isnan(diff[s])))) for s in SOURCES)
+        lines.append(f"| {key} | {n} | {cells[0]} | {cells[1]} | {ahead} |")
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -85,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     ren = sub.add_parser("render", help="write the markdown tables")
     ren.add_argument("--table", required=True, help="per_track.json")
     ren.add_argument("--out", required=True, help="markdown file to write")
+    par = sub.add_parser("paired", help="per-track differences between labels run on the same mixtures")
+    par.add_argument("--table", required=True, help="per_track.json")
+    par.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"),
+                     help="two labels; the table shows B - A (repeat for more pairs, e.g. one per seed)")
+    par.add_argument("--out", default=None, help="markdown file to write as well as print")
     return p
 
 
@@ -102,9 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmp.write_text(json.dumps(table, indent=1) + "\n")
         print(f"{table_path}: {args.label} / {args.set}: {len(scores)} tracks")
     else:
-        text = render(read_json(table_path, "no such file"))
-        with atomic_output(Path(args.out)) as tmp:
-            tmp.write_text(text)
+        table = read_json(table_path, "no such file")
+        text = render(table) if args.command == "render" else paired(table, args.pair)
+        if args.out:
+            with atomic_output(Path(args.out)) as tmp:
+                tmp.write_text(text)
         print(text)
     return 0
 
