@@ -104,7 +104,8 @@ def paired(table: dict, pairs: Sequence[tuple[str, str]]) -> str:
                     pooled.setdefault(key, {src: [] for src in SOURCES})[s] += list(diff[s])
     lines += ["", "Pooled B − A per track: mean ± standard error, tracks where B is ahead", "",
               "| set | track-draws | piano | violin | B ahead (piano / violin) |", "|---|---|---|---|---|"]
-    for key, diff in pooled.items():
+    for key in [k for k in pooled if k != "all"] + ["all"]:
+        diff = pooled[key]
         cells = []
         for s in SOURCES:
             d = np.array(diff[s])[~np.isnan(diff[s])]
