@@ -67,6 +67,10 @@ def test_paired_differences_pool_over_sets_and_seeds(tmp_path):
     assert "setB" not in text
     # pooled over the two seeds: piano diffs 1, 3, 0, 2; violin -1, 0.5, 1 (the NaN pair is left out)
     assert "| all | 4 / 3 | +1.50 ± 0.65 | +0.17 ± 0.60 | 3 / 2 |" in text
+    spread_table.main(["paired", "--table", str(table), "--pair", "old s1", "new s1", "--sets", "setA", "--out", str(out)])
+    assert "| all | 2 / 1 | +1.00 ± 1.00 | +1.00 ± nan | 1 / 1 |" in out.read_text()
+    with pytest.raises(UserError, match="share no evaluation set among setB"):
+        spread_table.main(["paired", "--table", str(table), "--pair", "old s1", "new s1", "--sets", "setB"])
     with pytest.raises(UserError, match="no label 'nope'"):
         spread_table.main(["paired", "--table", str(table), "--pair", "old s0", "nope"])
     spread_table.main(["add", "--report", str(write_report(tmp_path / "z.json", "BASIS-ncsn", {"q.wav": (0.0, 0.0)})),

@@ -75,12 +75,13 @@ def render(table: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired(table: dict, pairs: Sequence[tuple[str, str]]) -> str:
+def paired(table: dict, pairs: Sequence[tuple[str, str]], sets: Sequence[str] | None = None) -> str:
     """Markdown: the per-track difference B − A (SDR, dB) of every label pair on the sets both labels have.
 
     One row per pair and set (medians of A and B, mean difference), then the differences pooled per set name and
     over everything: mean ± standard error, and on how many tracks B is ahead. Tracks are matched by name, so A
     and B must be runs on the same mixtures; a pair is most informative when only one thing differs (same seed).
+    ``sets`` keeps only those evaluation sets (e.g. the held-out ones a decision rule names).
     """
     for a, b in pairs:
         for label in (a, b):
@@ -89,9 +90,9 @@ def paired(table: dict, pairs: Sequence[tuple[str, str]]) -> str:
     lines = ["| A | B | set | tracks | A median | B median | mean B − A |", "|---|---|---|---|---|---|---|"]
     pooled: dict[str, dict[str, list[float]]] = {}
     for a, b in pairs:
-        shared = [name for name in table[a] if name in table[b]]
+        shared = [name for name in table[a] if name in table[b] and (sets is None or name in sets)]
         if not shared:
-            raise UserError(f"labels {a!r} and {b!r} share no evaluation set")
+            raise UserError(f"labels {a!r} and {b!r} share no evaluation set" + (f" among {', '.join(sets)}" if sets else ""))
         for name in shared:
             tracks = [t for t in table[a][name] if t in table[b][name]]
             diff = {s: np.array([table[b][name][t][s] - table[a][name][t][s] for t in tracks]) for s in SOURCES}
@@ -134,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     par.add_argument("--table", required=True, help="per_track.json")
     par.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"),
                      help="two labels; the table shows B - A (repeat for more pairs, e.g. one per seed)")
+    par.add_argument("--sets", nargs="+", default=None, help="only these evaluation sets (default: every shared one)")
     par.add_argument("--out", default=None, help="markdown file to write as well as print")
     return p
 
@@ -153,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{table_path}: {args.label} / {args.set}: {len(scores)} tracks")
     else:
         table = read_json(table_path, "no such file")
-        text = render(table) if args.command == "render" else paired(table, args.pair)
+        text = render(table) if args.command == "render" else paired(table, args.pair, args.sets)
         if args.out:
             with atomic_output(Path(args.out)) as tmp:
                 tmp.write_text(text)
