@@ -77,3 +77,19 @@ def test_paired_differences_pool_over_sets_and_seeds(tmp_path):
                        "--method", "BASIS-ncsn", "--set", "setC", "--label", "lonely", "--table", str(table)])
     with pytest.raises(UserError, match="share no evaluation set"):
         spread_table.main(["paired", "--table", str(table), "--pair", "old s1", "lonely"])
+
+
+def test_closed_reader_is_not_a_traceback(tmp_path):
+    """``... | head``: a reader that closes the pipe early ends the command quietly (run_cli), with no traceback."""
+    import subprocess
+    table = tmp_path / "per_track.json"
+    report = write_report(tmp_path / "r.json", "NMF", {f"t{i}.wav": (1.0, 2.0) for i in range(50)})
+    spread_table.main(["add", "--report", str(report), "--method", "NMF", "--set", "s", "--label", "l", "--table", str(table)])
+    script = Path(__file__).resolve().parents[1] / "tools" / "spread_table.py"
+    proc = subprocess.Popen([sys.executable, str(script), "render", "--table", str(table), "--out", str(tmp_path / "o.md")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                      # the reader is gone before the command prints its table
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
+    assert (tmp_path / "o.md").exists()      # the file was written before the print
