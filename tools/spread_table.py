@@ -1,7 +1,7 @@
 """Per-track SDR across evaluation sets and Langevin draws: collect them, tabulate them, pool them.
 
 ``per_track.json`` maps ``estimate label -> set name -> track -> {piano, violin}`` (SDR in dB, the BSS Eval v4
-median over 1-s frames of one track). Two sub-commands:
+median over 1-s frames of one track). Three sub-commands:
 
     # copy one method's per-track SDR out of a bench/separation.py or bss_eval_v4.py report
     python tools/spread_table.py add --report results/demo/separation.json --method BASIS-ncsn \\
@@ -106,15 +106,12 @@ def paired(table: dict, pairs: Sequence[tuple[str, str]], sets: Sequence[str] | 
     lines += ["", "Pooled B − A per track: mean ± standard error, tracks where B is ahead", "",
               "| set | track-draws | piano | violin | B ahead (piano / violin) |", "|---|---|---|---|---|"]
     for key in [k for k in pooled if k != "all"] + ["all"]:
-        diff = pooled[key]
-        cells = []
-        for s in SOURCES:
-            d = np.array(diff[s])[~np.isnan(diff[s])]
-            se = np.std(d, ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-            cells.append(f"{np.mean(d):+.2f} ± {se:.2f}")
-        ahead = " / ".join(f"{int(np.sum(np.array(diff[s]) > 0))}" for s in SOURCES)
-        n = " / ".join(str(int(np.sum(~np.isnan(diff[s])))) for s in SOURCES)
-        lines.append(f"| {key} | {n} | {cells[0]} | {cells[1]} | {ahead} |")
+        d = {s: np.array(pooled[key][s])[~np.isnan(pooled[key][s])] for s in SOURCES}      # NaN tracks left out
+        se = {s: np.std(d[s], ddof=1) / np.sqrt(len(d[s])) if len(d[s]) > 1 else float("nan") for s in SOURCES}
+        cells = " | ".join(f"{np.mean(d[s]):+.2f} ± {se[s]:.2f}" for s in SOURCES)
+        n = " / ".join(str(len(d[s])) for s in SOURCES)
+        ahead = " / ".join(str(int(np.sum(d[s] > 0))) for s in SOURCES)
+        lines.append(f"| {key} | {n} | {cells} | {ahead} |")
     return "\n".join(lines) + "\n"
 
 
