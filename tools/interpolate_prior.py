@@ -27,20 +27,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.errors import UserError, log, run_cli  # noqa: E402
+from pipeline.errors import UserError, log, read_json, run_cli  # noqa: E402
 from tools.export_prior import load_trained  # noqa: E402
 
 DATA_KEYS = ("data", "init_from")     # parts of a config's model section that do not shape the network
-
-
-def read_config(prior: Path) -> dict:
-    path = prior / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found; --a and --b must be prior or run folders") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
 
 
 def architecture(config: dict) -> dict:
@@ -62,10 +52,11 @@ def interpolate(kind: str, a: Path, b: Path, alpha: float, out: Path, command: s
     import train_utils
     if not 0.0 <= alpha <= 1.0:
         raise UserError(f"--alpha must be in [0, 1] (0 gives A, 1 gives B), not {alpha}")
-    config_a, config_b = read_config(a), read_config(b)
-    if architecture(config_a) != architecture(config_b):
-        differs = sorted(k for k in set(architecture(config_a)) | set(architecture(config_b))
-                         if architecture(config_a).get(k) != architecture(config_b).get(k))
+    missing = "not found; --a and --b must be prior or run folders"
+    config_a, config_b = read_json(a / "config.json", missing), read_json(b / "config.json", missing)
+    net_a, net_b = architecture(config_a), architecture(config_b)
+    if net_a != net_b:
+        differs = sorted(k for k in set(net_a) | set(net_b) if net_a.get(k) != net_b.get(k))
         raise UserError(f"--a {a} and --b {b}: their networks differ ({', '.join(differs)} in config.json)")
     model, model_b = load_trained(kind, a), load_trained(kind, b)
     blend_weights(model, model_b, alpha)
