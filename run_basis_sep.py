@@ -23,7 +23,7 @@ from pipeline.errors import UserError, log, read_json, run_cli
 from pipeline.image_datasets import IMAGE_DATASETS
 from separation.basis import STITCH_MODES, BasisConfig
 from ncsn.precision import CONV_DTYPES
-from separation.priors import PRIOR_KINDS
+from separation.priors import FLOW_INPUTS, PRIOR_KINDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--stitch-temperature", type=float, metavar="NATS", help="with --stitch select: overlapping "
                    "patches weigh exp(-(their bound over the overlap) / NATS); near 0: a hard pick")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
+    g.add_argument("--flow-inputs", choices=FLOW_INPUTS, help="flows: score the chain projected onto [0, 1] (clip) "
+                   "or as it is (raw, as the paper; centre-preprocessed flows only) (default: the prior run's "
+                   "basis.json, else clip)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
                    "balanced so that the last, padded batch wastes the least)")
     p.add_argument("--hop-frames", type=int, help="melspec: hop between patches in frames (default: half a patch)")
@@ -126,6 +129,11 @@ def refine_factor(args, run_dir: str | Path | None) -> int:
     return args.refine_levels
 
 
+def flow_inputs_of(args, run_dir: str | Path | None) -> str:
+    """``--flow-inputs``: the command line, else the prior run's ``basis.json`` (``flow_inputs``), else clip."""
+    return args.flow_inputs or basis_file(run_dir).get("flow_inputs", "clip")
+
+
 def step_settings(args, run_dir: str | Path) -> dict:
     """T, δ, γ scale and init: the command line, else the prior run's ``basis.json``, else the defaults."""
     tuned = tuned_settings(run_dir)
@@ -160,7 +168,8 @@ def separate_melspec(args) -> None:
     shard = parse_shard(args.shard)
     files = mixture_files(args.input)
     factor = refine_factor(args, args.piano)
-    priors = [load_prior(args.prior, run, args.conv_dtype, factor) for run in (args.piano, args.violin)]
+    inputs = flow_inputs_of(args, args.piano)
+    priors = [load_prior(args.prior, run, args.conv_dtype, factor, inputs) for run in (args.piano, args.violin)]
     cfg = mel_config_of(args.piano)
     if tuple(priors[0].image_shape) != (cfg.n_mels, cfg.patch_frames, 1):
         raise UserError(f"{args.piano}: prior models {priors[0].image_shape}, not mel patches ({cfg.n_mels}, {cfg.patch_frames}, 1)")
@@ -203,22 +212,28 @@ def _find(tree, key, kind):
 
 
 def separate_images(args) -> None:
-    from pipeline.image_datasets import load_images
+    from pipeline.image_datasets import crop_images, load_images, pad_images
     from separation.images import make_image_mixtures, pair_psnr, plot_image_separation, write_image_report
     from separation.mixing import MeanMixing
     from separation.priors import load_prior
     if not args.checkpoint:
         raise UserError(f"--dataset {args.dataset} needs --checkpoint RUN (the prior of both sources)")
-    prior = load_prior(args.prior, args.checkpoint, args.conv_dtype, refine_factor(args, args.checkpoint))
-    height = prior.image_shape[0]
-    images = load_images(args.dataset, "test", args.data_dir, pad_to=height)
-    if images.shape[1:] != tuple(prior.image_shape):
+    prior = load_prior(args.prior, args.checkpoint, args.conv_dtype, refine_factor(args, args.checkpoint),
+                       flow_inputs_of(args, args.checkpoint))
+    images = load_images(args.dataset, "test", args.data_dir)
+    side = images.shape[1]
+    # a multi-scale flow models images zero-padded to a multiple of 2^squeezes (MNIST 28 -> 32); it separates
+    # the padded mixtures, and every score is taken on the dataset's own pixels, as for a prior at 28 x 28
+    height, width, channels = prior.image_shape
+    if height != width or height < side or channels != images.shape[3]:
         raise UserError(f"{args.checkpoint}: prior models images of shape {prior.image_shape}, "
                         f"but {args.dataset} gives {images.shape[1:]}")
     truth, mixtures = make_image_mixtures(images, args.n_pairs, args.seed)
+    model_mixtures = pad_images(mixtures, height)
     separator = make_separator([prior, prior], MeanMixing(), args, args.checkpoint)
-    estimates = np.concatenate([separator.separate(mixtures[i:i + args.batch_size], seed=args.seed + i).numpy()
+    estimates = np.concatenate([separator.separate(model_mixtures[i:i + args.batch_size], seed=args.seed + i).numpy()
                                 for i in range(0, len(mixtures), args.batch_size)], axis=1)
+    estimates = crop_images(estimates, side)
     scores = pair_psnr(truth, estimates)
     mixture_scores = pair_psnr(truth, np.stack([mixtures, mixtures]))
     out = Path(args.out)

@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                         help="explicit comma-separated noise levels instead of the geometric schedule")
     parser.add_argument("--eval-examples", type=int, default=1000,
                         help="held-out examples for the bits/dim of the noisy data (default 1000)")
-    parser.add_argument("--n-samples", type=int, default=32, help="samples per figure (default 32)")
+    parser.add_argument("--n-samples", type=int, default=32, help="samples per figure; 0: no sample figures (default 32)")
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1.0)")
     train_utils.add_train_arguments(parser, TRAIN_DEFAULTS)
     args = parser.parse_args(argv)

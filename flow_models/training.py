@@ -185,7 +185,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                                       "(default: ~/.keras/datasets, then data/images)")
     g.add_argument("--eval-examples", type=int, default=1000,
                    help="held-out examples for the bits/dim evaluation (default 1000)")
-    g.add_argument("--n-samples", type=int, default=32, help="samples per figure (default 32)")
+    g.add_argument("--n-samples", type=int, default=32, help="samples per figure; 0: no sample figures (default 32)")
     g.add_argument("--temperature", type=float, default=0.7,
                    help="sampling temperature of the figures: base std multiplier (default 0.7)")
 
@@ -261,8 +261,10 @@ def train_flow(flow_cfg: FlowConfig, data: DataConfig, train_cfg: train_utils.Tr
     """Train (or resume) a flow with :func:`train_utils.train`; logs held-out bits/dim at every checkpoint.
 
     ``build_model`` defaults to a new flow with data-dependent ActNorm init on one training batch
-    (noisy fine-tuning passes one that loads the previous run's weights instead).
+    (noisy fine-tuning passes one that loads the previous run's weights instead). ``n_samples`` = 0: no sample figures.
     """
+    if n_samples < 0:
+        raise UserError(f"--n-samples must be >= 0 (0: no sample figures), not {n_samples}")
     if build_model is None:
         def build_model() -> Flow:
             return initialized_flow(flow_cfg, data, min(train_cfg.batch_size, 256), seed=train_cfg.seed)
@@ -284,7 +286,8 @@ def train_flow(flow_cfg: FlowConfig, data: DataConfig, train_cfg: train_utils.Tr
 
     flow = train_utils.train(build_and_describe, flow_loss, dataset, train_cfg,
                              model_config(flow_cfg, data, **(extra_model_config or {})),
-                             sample_fn=make_sample_fn(data, n_samples, temperature), eval_fn=recording_eval_fn)
+                             sample_fn=make_sample_fn(data, n_samples, temperature) if n_samples else None,
+                             eval_fn=recording_eval_fn)
     if not metrics:                     # the run was already complete: evaluate the restored weights
         metrics.update(eval_fn(flow))
     flow.held_out_metrics = dict(metrics)

@@ -100,8 +100,19 @@ def load_images(name: str, split: str = "train", data_dir: str | None = None, pa
         images = load_cifar10(split, data_dir)
     else:
         raise UserError(f"unknown image dataset {name!r}; choose one of {', '.join(IMAGE_DATASETS)}")
-    if pad_to is not None and pad_to > images.shape[1]:
-        before = (pad_to - images.shape[1]) // 2
-        after = pad_to - images.shape[1] - before
-        images = np.pad(images, ((0, 0), (before, after), (before, after), (0, 0)))
-    return np.ascontiguousarray(images)
+    return np.ascontiguousarray(pad_images(images, pad_to) if pad_to is not None else images)
+
+
+def pad_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Zero-pad ``[N, H, W, C]`` images symmetrically to ``[N, size, size, C]`` (no-op when already that big)."""
+    if size <= images.shape[1]:
+        return images
+    before = (size - images.shape[1]) // 2
+    after = size - images.shape[1] - before
+    return np.pad(images, ((0, 0), (before, after), (before, after), (0, 0)))
+
+
+def crop_images(images: np.ndarray, size: int) -> np.ndarray:
+    """Undo :func:`pad_images`: the central ``size x size`` of ``[..., H, W, C]`` images."""
+    before = (images.shape[-3] - size) // 2
+    return images[..., before:before + size, before:before + size, :]

@@ -11,8 +11,10 @@ score network's bound then runs over those levels, σ_1 … σ_l, and priors wit
 
 - :class:`NCSNPrior` — the noise-conditional score network at σ_level (its own σ schedule).
 - :class:`FlowPrior` — a clean Glow/RealNVP: ∇ log p(x) by autodiff (one backward pass), the same at
-  every level. x is projected onto [0, 1] first (the flow's logit preprocessing is undefined outside).
-- :class:`NoisyFlowPrior` — one flow fine-tuned per σ_level ("noisy Glow"), picked with ``tf.switch_case``.
+  every level. With ``flow_inputs="clip"`` x is projected onto [0, 1] first (a logit-preprocessed flow is
+  undefined outside); ``"raw"`` scores x itself, as the paper does (centre-preprocessed flows only).
+- :class:`NoisyFlowPrior` — one flow fine-tuned per σ_level ("noisy Glow"), picked with ``tf.switch_case``;
+  each was trained on x + N(0, σ²), which leaves [0, 1], so ``"raw"`` scores the chain where that flow was fitted.
 - :class:`GaussianPrior` — analytic N(μ, diag v) smoothed by σ: score ``-(x - μ) / (v + σ²)``; for tests.
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tensorflow as tf
 from pipeline.errors import UserError
 
 PRIOR_KINDS = ("ncsn", "glow", "noisy_glow")
+FLOW_INPUTS = ("clip", "raw")         # how a flow prior sees the chain: projected onto [0, 1], or as it is
 
 
 def log_sigma_weights(sigma_levels: Sequence[float]) -> np.ndarray:
@@ -108,48 +111,56 @@ def _whole_only(prior, keep_axis: int | None) -> None:
         raise ValueError(f"{prior.name}: an exact flow density does not split along an axis (splits_density is False)")
 
 
-def _flow_score(flow, x: tf.Tensor) -> tf.Tensor:
-    projected = tf.clip_by_value(x, 0.0, 1.0)
+def _flow_input(x: tf.Tensor, clip: bool) -> tf.Tensor:
+    return tf.clip_by_value(x, 0.0, 1.0) if clip else x
+
+
+def _flow_score(flow, x: tf.Tensor, clip: bool) -> tf.Tensor:
+    """∇ log p at ``x`` (``clip``: at x projected onto [0, 1], the gradient there)."""
+    point = _flow_input(x, clip)
     with tf.GradientTape() as tape:
-        tape.watch(projected)
-        log_p = tf.reduce_sum(flow.log_prob(projected))
-    return tape.gradient(log_p, projected)
+        tape.watch(point)
+        log_p = tf.reduce_sum(flow.log_prob(point))
+    return tape.gradient(log_p, point)
 
 
 class FlowPrior:
-    def __init__(self, flow, name: str = "glow"):
+    def __init__(self, flow, name: str = "glow", clip_inputs: bool = True):
         self.flow = flow
         self.name = name
+        self.clip_inputs = bool(clip_inputs)
         self.sigma_levels = None            # a clean flow has no schedule of its own
         self.image_shape = tuple(flow.config.image_shape)
         self.denoise = False
         self.splits_density = False         # an exact flow density is not a sum over frames
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
-        return _flow_score(self.flow, x)
+        return _flow_score(self.flow, x, self.clip_inputs)
 
     def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
                         keep_axis: int | None = None) -> tf.Tensor:
-        """Exact −log p(x) of the flow (on x projected onto [0, 1], as for the score); ``noise``, ``n_levels`` unused.
-        It does not split along an axis (``keep_axis`` must be None)."""
+        """Exact −log p(x) of the flow (at the point the score takes: x, or x projected onto [0, 1]); ``noise``,
+        ``n_levels`` unused. It does not split along an axis (``keep_axis`` must be None)."""
         _whole_only(self, keep_axis)
-        return -self.flow.log_prob(tf.clip_by_value(x, 0.0, 1.0))
+        return -self.flow.log_prob(_flow_input(x, self.clip_inputs))
 
 
 class NoisyFlowPrior:
     """Flows fine-tuned at each σ of the schedule; ``flows`` in *descending* σ order (level 0 = largest σ)."""
 
-    def __init__(self, sigmas_and_flows: Sequence[tuple[float, object]], name: str = "noisy_glow"):
+    def __init__(self, sigmas_and_flows: Sequence[tuple[float, object]], name: str = "noisy_glow",
+                 clip_inputs: bool = True):
         ordered = sorted(sigmas_and_flows, key=lambda pair: -pair[0])
         self.sigma_levels = np.asarray([s for s, _ in ordered], np.float32)
         self.flows = [f for _, f in ordered]
         self.name = name
+        self.clip_inputs = bool(clip_inputs)
         self.image_shape = tuple(self.flows[0].config.image_shape)
         self.denoise = False
         self.splits_density = False
 
     def score(self, x: tf.Tensor, level: tf.Tensor) -> tf.Tensor:
-        branches = [lambda flow=flow: _flow_score(flow, x) for flow in self.flows]
+        branches = [lambda flow=flow: _flow_score(flow, x, self.clip_inputs) for flow in self.flows]
         return tf.switch_case(tf.cast(level, tf.int32), branches)
 
     def neg_log_density(self, x: tf.Tensor, noise: tf.Tensor, n_levels: int | None = None,
@@ -157,7 +168,7 @@ class NoisyFlowPrior:
         """−log p_σl(x) under the flow of σ_l, the last of the first ``n_levels`` (default: all); ``noise`` unused;
         whole patches only (``keep_axis`` must be None)."""
         _whole_only(self, keep_axis)
-        return -self.flows[(n_levels or len(self.flows)) - 1].log_prob(tf.clip_by_value(x, 0.0, 1.0))
+        return -self.flows[(n_levels or len(self.flows)) - 1].log_prob(_flow_input(x, self.clip_inputs))
 
 
 class GaussianPrior:
@@ -183,13 +194,15 @@ class GaussianPrior:
         return tf.reduce_sum(terms, axis=[a for a in range(1, x.shape.rank) if a != keep_axis])
 
 
-def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32", refine_levels: int = 1):
+def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32", refine_levels: int = 1,
+               flow_inputs: str = "clip"):
     """Load a trained prior of ``kind`` (one of :data:`PRIOR_KINDS`) from its run folder.
 
     ``conv_dtype`` (NCSN only; ``float32``, ``bfloat16`` or ``auto``, :mod:`ncsn.precision`): the dtype of the
     score network's convolutions. ``refine_levels`` (NCSN only): F − 1 interpolated σ levels between each pair
-    of trained ones (:func:`ncsn.levels.refine_levels`). A prior changed either way says so in its name, which
-    the separation records.
+    of trained ones (:func:`ncsn.levels.refine_levels`). ``flow_inputs`` (flows only, :data:`FLOW_INPUTS`): score
+    the chain projected onto [0, 1] (``clip``) or as it is (``raw``). A prior changed any of these ways says so
+    in its name, which the separation records.
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -197,6 +210,8 @@ def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32", refi
                         f"or use the shipped ones under pretrained/)")
     if refine_levels != 1 and kind != "ncsn":
         raise UserError(f"--refine-levels is for NCSN priors (their levels are conditioning inputs), not {kind}")
+    if flow_inputs not in FLOW_INPUTS:
+        raise UserError(f"--flow-inputs must be one of {', '.join(FLOW_INPUTS)}, not {flow_inputs!r}")
     if kind == "ncsn":
         from ncsn.levels import refine_levels as refine, trained_level_indices
         from ncsn.precision import resolve_conv_dtype
@@ -207,10 +222,17 @@ def load_prior(kind: str, run_dir: str | Path, conv_dtype: str = "float32", refi
         model = refine(trained, refine_levels).set_conv_dtype(dtype)
         return NCSNPrior(model, name=f"ncsn:{run_dir.name}{suffix}",
                          density_levels=trained_level_indices(trained.config.n_sigmas, refine_levels))
+    if kind not in ("glow", "noisy_glow"):
+        raise UserError(f"--prior must be one of {', '.join(PRIOR_KINDS)}, not {kind!r}")
+    from flow_models.flow_builder import load_flow, load_noisy_flows
+    clip = flow_inputs == "clip"
+    suffix = "" if clip else "@raw_inputs"
     if kind == "glow":
-        from flow_models.flow_builder import load_flow
-        return FlowPrior(load_flow(run_dir), name=f"glow:{run_dir.name}")
-    if kind == "noisy_glow":
-        from flow_models.flow_builder import load_noisy_flows
-        return NoisyFlowPrior(load_noisy_flows(run_dir), name=f"noisy_glow:{run_dir.name}")
-    raise UserError(f"--prior must be one of {', '.join(PRIOR_KINDS)}, not {kind!r}")
+        prior = FlowPrior(load_flow(run_dir), name=f"glow:{run_dir.name}{suffix}", clip_inputs=clip)
+        flows = [prior.flow]
+    else:
+        prior = NoisyFlowPrior(load_noisy_flows(run_dir), name=f"noisy_glow:{run_dir.name}{suffix}", clip_inputs=clip)
+        flows = prior.flows
+    if not clip and any(flow.config.preprocess == "logit" for flow in flows):
+        raise UserError(f"{run_dir}: a logit-preprocessed flow is undefined outside [0, 1]; use --flow-inputs clip")
+    return prior

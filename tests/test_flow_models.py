@@ -188,3 +188,30 @@ def test_train_glow_cli_on_mel_patches(mel_dir, tmp_path, capsys):
     bits = float(out.split("held-out bits/dim ")[1].split()[0])
     assert np.isfinite(bits)
     assert load_flow(tmp_path / "run").config.image_shape == (96, 64, 1)
+
+
+def test_flow_prior_scores_the_chain_raw_or_projected_onto_the_unit_box(trained_digits_run, tmp_path):
+    from separation.priors import load_prior
+    clip, raw = load_prior("glow", trained_digits_run[0]), load_prior("glow", trained_digits_run[0], flow_inputs="raw")
+    assert raw.name.endswith("@raw_inputs") and not clip.name.endswith("@raw_inputs")
+    rng = np.random.default_rng(3)
+    inside = tf.constant(rng.uniform(0.1, 0.9, (2, 8, 8, 1)), tf.float32)
+    outside = inside + tf.constant(rng.normal(0, 0.8, (2, 8, 8, 1)), tf.float32)   # a chain state at a large σ
+    level = tf.constant(0)
+    np.testing.assert_allclose(raw.score(inside, level).numpy(), clip.score(inside, level).numpy(), rtol=1e-5, atol=1e-6)
+    with tf.GradientTape() as tape:
+        tape.watch(outside)
+        log_p = tf.reduce_sum(raw.flow.log_prob(outside))
+    np.testing.assert_allclose(raw.score(outside, level).numpy(), tape.gradient(log_p, outside).numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(raw.score(outside, level).numpy(), clip.score(outside, level).numpy(), atol=1e-3)
+    np.testing.assert_allclose(raw.neg_log_density(outside, None).numpy(), -raw.flow.log_prob(outside).numpy(), rtol=1e-6)
+    logit_run = tmp_path / "logit"
+    training.train_flow(FlowConfig(architecture="realnvp", image_shape=(8, 8, 1), n_levels=2, n_steps=2, hidden_width=8,
+                                   num_levels=17, preprocess="logit"), training.DataConfig(dataset="digits"),
+                        train_utils.TrainConfig(run_dir=str(logit_run), steps=1, batch_size=16, checkpoint_every=1,
+                                                log_every=1, warmup_steps=0), eval_examples=16, n_samples=0)
+    with pytest.raises(UserError, match="logit-preprocessed flow is undefined outside"):
+        load_prior("glow", logit_run, flow_inputs="raw")
+    with pytest.raises(UserError, match="--flow-inputs must be one of clip, raw"):
+        load_prior("glow", trained_digits_run[0], flow_inputs="wrap")
+    assert not (logit_run / "samples").exists()               # n_samples=0: no figures, and no error

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import UserError
-from pipeline.image_datasets import load_images
+from pipeline.image_datasets import crop_images, load_images, pad_images
 
 
 @pytest.mark.parametrize("name,shape", [("digits", (8, 8, 1)), ("mnist_subset", (28, 28, 1))])
@@ -19,6 +19,15 @@ def test_offline_sets(name, shape):
 def test_pad_to():
     x = load_images("mnist_subset", "test", pad_to=32)
     assert x.shape[1:] == (32, 32, 1) and x[:, :2].max() == 0 and x[:, -2:].max() == 0
+
+
+def test_crop_undoes_pad_on_stacked_estimates():
+    x = load_images("mnist_subset", "test")[:6]
+    padded = pad_images(x, 32)
+    assert padded.shape == (6, 32, 32, 1) and padded.sum() == x.sum()
+    stacked = np.stack([padded, padded[::-1]])              # [2 sources, N, H, W, C], as BASIS returns them
+    np.testing.assert_array_equal(crop_images(stacked, 28), np.stack([x, x[::-1]]))
+    assert pad_images(x, 28) is x
 
 
 def test_keras_mnist_file(tmp_path):
