@@ -216,3 +216,20 @@ def test_refined_levels_are_refused_for_flows(tmp_path):
     with pytest.raises(UserError, match="refine-levels is for NCSN"):
         run_basis_sep.main(["--dataset", "digits", "--prior", "glow", "--checkpoint", str(tmp_path),
                             "--out", str(tmp_path / "o"), "--refine-levels", "2"])
+
+
+def test_a_diverged_separation_stops_naming_the_mixture_and_writes_nothing(rendered, tmp_path):
+    from separation.audio import separate_folder
+    from separation.basis import BasisConfig, BasisSeparator
+    from separation.mixing import MelDbMixing
+    from separation.priors import GaussianPrior
+    cfg = MelConfig()
+    inputs = short_mixtures(rendered, tmp_path / "in")
+    sigmas = (1.0, 0.1, 0.01)
+    shape = (cfg.n_mels, cfg.patch_frames, 1)
+    healthy = GaussianPrior(np.full(shape, 0.4, np.float32), np.full(shape, 0.02, np.float32), sigmas)
+    broken = GaussianPrior(np.full(shape, 0.4, np.float32), np.full(shape, np.nan, np.float32), sigmas, name="broken")
+    separator = BasisSeparator([healthy, broken], MelDbMixing(cfg), BasisConfig(sigma_levels=sigmas, n_steps_per_level=1))
+    with pytest.raises(UserError, match=r"a\.wav.*BASIS diverged .*gaussian, broken; lower --step-lr"):
+        separate_folder(sorted(inputs.glob("*.wav")), tmp_path / "out", separator, cfg, batch_size=4, progress=False)
+    assert not list((tmp_path / "out").glob("*/meta.json"))
