@@ -213,6 +213,7 @@ def _find(tree, key, kind):
 
 def separate_images(args) -> None:
     from pipeline.image_datasets import crop_images, load_images, pad_images
+    from separation.basis import check_finite
     from separation.images import make_image_mixtures, pair_psnr, plot_image_separation, write_image_report
     from separation.mixing import MeanMixing
     from separation.priors import load_prior
@@ -233,6 +234,7 @@ def separate_images(args) -> None:
     separator = make_separator([prior, prior], MeanMixing(), args, args.checkpoint)
     estimates = np.concatenate([separator.separate(model_mixtures[i:i + args.batch_size], seed=args.seed + i).numpy()
                                 for i in range(0, len(mixtures), args.batch_size)], axis=1)
+    check_finite(estimates, [f"{args.dataset} test pair {i} (seed {args.seed})" for i in range(len(mixtures))], separator)
     estimates = crop_images(estimates, side)
     scores = pair_psnr(truth, estimates)
     mixture_scores = pair_psnr(truth, np.stack([mixtures, mixtures]))

@@ -118,6 +118,7 @@ def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separat
 def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, batch_size: int, hop_frames: int,
               seed: int, target_rms_db: float | None, progress: bool, settings: dict) -> list[Path]:
     from tqdm import tqdm
+    from separation.basis import check_finite
     if not mixtures:
         return []
     basis = mel_basis(cfg)
@@ -138,7 +139,7 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
             result = separator.separate(batch, seed=seed + start)
             n = min(batch_size, len(patches) - start)
             estimates[:, start:start + n] = result.numpy()[:, :n]
-            check_finite(estimates[:, start:start + n], [prepared[i].path for i in owner[start:start + n]], separator)
+            check_finite(estimates[:, start:start + n], [str(prepared[i].path) for i in owner[start:start + n]], separator)
             if select:
                 frame_scores[start:start + n] = separator.frame_neg_log_densities(result, seed + start).numpy()[:n]
             bar.update(n)
@@ -161,18 +162,6 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
         outputs.append(folder)
         offset += len(cut)
     return outputs
-
-
-def check_finite(estimates: np.ndarray, paths: Sequence[Path], separator) -> None:
-    """Stop, naming the mixtures and the priors, when BASIS diverged on a batch: ``estimates`` ``[S, n, ...]``,
-    ``paths[i]`` the mixture of patch i. Nothing of this call has been written yet, and finished mixtures of
-    earlier calls are kept, so the run resumes after a fix."""
-    broken = ~np.all(np.isfinite(estimates.reshape(estimates.shape[0], estimates.shape[1], -1)), axis=(0, 2))
-    if broken.any():
-        names = ", ".join(sorted({str(paths[i]) for i in np.flatnonzero(broken)}))
-        priors = ", ".join(getattr(prior, "name", "?") for prior in separator.priors)
-        raise UserError(f"{names}: BASIS diverged (NaN or infinite sources) with the priors {priors}; lower --step-lr "
-                        f"(now {separator.config.step_lr:g}), or score flows on the unit box (--flow-inputs clip)")
 
 
 def balanced_batch_size(n_items: int, max_batch: int) -> int:

@@ -273,3 +273,15 @@ class BasisSeparator(tf.Module):
         if tuple(mixture.shape[1:]) != self.image_shape:
             raise UserError(f"mixture patches of shape {tuple(mixture.shape[1:])} do not match the priors' {self.image_shape}")
         return self._compiled(mixture, self.run_seed(seed))
+
+
+def check_finite(estimates: np.ndarray, labels: Sequence[str], separator: BasisSeparator) -> None:
+    """Stop with a :class:`UserError` naming the items and the priors when BASIS diverged: ``estimates``
+    ``[S, n, ...]``, ``labels[i]`` what item i is (a mixture file, an image pair). Callers check before they write,
+    so nothing half-diverged is saved and a resumable run picks up after the fix."""
+    broken = ~np.all(np.isfinite(np.reshape(estimates, (estimates.shape[0], estimates.shape[1], -1))), axis=(0, 2))
+    if broken.any():
+        names = ", ".join(sorted({labels[i] for i in np.flatnonzero(broken)}))
+        priors = ", ".join(getattr(prior, "name", "?") for prior in separator.priors)
+        raise UserError(f"{names}: BASIS diverged (NaN or infinite sources) with the priors {priors}; lower --step-lr "
+                        f"(now {separator.config.step_lr:g}), or score flows on the unit box (--flow-inputs clip)")
