@@ -281,7 +281,8 @@ def check_finite(estimates: np.ndarray, labels: Sequence[str], separator: BasisS
     so nothing half-diverged is saved and a resumable run picks up after the fix."""
     broken = ~np.all(np.isfinite(np.reshape(estimates, (estimates.shape[0], estimates.shape[1], -1))), axis=(0, 2))
     if broken.any():
-        names = ", ".join(sorted({labels[i] for i in np.flatnonzero(broken)}))
+        bad = list(dict.fromkeys(labels[i] for i in np.flatnonzero(broken)))      # unique, in order
+        names = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more of {len(set(labels))}" if len(bad) > 3 else "")
         priors = ", ".join(getattr(prior, "name", "?") for prior in separator.priors)
         raise UserError(f"{names}: BASIS diverged (NaN or infinite sources) with the priors {priors}; lower --step-lr "
                         f"(now {separator.config.step_lr:g}), or score flows on the unit box (--flow-inputs clip)")

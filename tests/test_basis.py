@@ -205,3 +205,15 @@ def test_select_stitching_is_refused_for_priors_whose_density_does_not_split():
         BasisConfig(stitch="blend")
     with pytest.raises(UserError, match="stitch_temperature"):
         BasisConfig(stitch_temperature=0.0)
+
+
+def test_a_diverged_batch_is_reported_by_its_first_items_and_a_count():
+    from separation.basis import check_finite
+    sigmas = (1.0, 0.1)
+    prior = GaussianPrior(np.zeros((2, 2, 1), np.float32), np.ones((2, 2, 1), np.float32), sigmas)
+    separator = BasisSeparator([prior, prior], MeanMixing(), BasisConfig(sigma_levels=sigmas))
+    estimates = np.zeros((2, 6, 2, 2, 1), np.float32)
+    check_finite(estimates, [f"pair {i}" for i in range(6)], separator)            # finite: no error
+    estimates[1, [0, 2, 3, 4, 5], 0, 0, 0] = np.nan
+    with pytest.raises(UserError, match=r"^pair 0, pair 2, pair 3 and 2 more of 6: BASIS diverged"):
+        check_finite(estimates, [f"pair {i}" for i in range(6)], separator)
