@@ -233,3 +233,18 @@ def test_a_diverged_separation_stops_naming_the_mixture_and_writes_nothing(rende
     with pytest.raises(UserError, match=r"a\.wav.*BASIS diverged .*gaussian, broken; lower --step-lr"):
         separate_folder(sorted(inputs.glob("*.wav")), tmp_path / "out", separator, cfg, batch_size=4, progress=False)
     assert not list((tmp_path / "out").glob("*/meta.json"))
+
+
+def test_the_shipped_mnist_glow_separates_padded_mixtures_scored_on_the_digits_own_pixels(tmp_path, capsys):
+    """pretrained/glow_mnist models 32 x 32 (28 x 28 digits zero-padded); the report scores the 28 x 28 pixels."""
+    args = ["--dataset", "mnist_subset", "--prior", "glow", "--out", str(tmp_path), "--n-pairs", "4",
+            "--batch-size", "4", "--steps", "1", "--seed", "3"]
+    assert run_basis_sep.main(args) == 0
+    report = json.loads((tmp_path / "mnist_subset_glow_psnr.json").read_text())
+    assert report["checkpoint"].endswith("glow_mnist") and report["n_pairs"] == 4
+    assert report["steps_per_level"] == 1 and report["step_lr"] == 6e-5            # the rest from its basis.json
+    from pipeline.image_datasets import load_images
+    from separation.images import make_image_mixtures, pair_psnr
+    truth, mixtures = make_image_mixtures(load_images("mnist_subset", "test"), 4, 3)
+    assert report["mixture_psnr_mean"] == pytest.approx(float(np.mean(pair_psnr(truth, np.stack([mixtures, mixtures])))))
+    assert np.all(np.isfinite(report["psnr_per_pair"]))
