@@ -248,3 +248,13 @@ def test_the_shipped_mnist_glow_separates_padded_mixtures_scored_on_the_digits_o
     truth, mixtures = make_image_mixtures(load_images("mnist_subset", "test"), 4, 3)
     assert report["mixture_psnr_mean"] == pytest.approx(float(np.mean(pair_psnr(truth, np.stack([mixtures, mixtures])))))
     assert np.all(np.isfinite(report["psnr_per_pair"]))
+
+
+def test_flow_inputs_come_from_the_flag_else_basis_json_else_clip(tmp_path):
+    import argparse
+    from tools.export_prior import parse_basis, write_basis
+    unset, flag = argparse.Namespace(flow_inputs=None), argparse.Namespace(flow_inputs="clip")
+    assert run_basis_sep.flow_inputs_of(unset, tmp_path) == "clip"                 # no basis.json
+    write_basis(tmp_path, parse_basis(["flow_inputs=raw"], "measured on ..."))
+    assert run_basis_sep.flow_inputs_of(unset, tmp_path) == "raw"
+    assert run_basis_sep.flow_inputs_of(flag, tmp_path) == "clip"

@@ -87,7 +87,8 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
 
 BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str, "n_chains": int,
               "selection_draws": int, "select_after_levels": int, "stitch": str, "stitch_temperature": float,
-              "refine_levels": int}     # the BasisConfig fields run_basis_sep.py reads, and its --refine-levels
+              "refine_levels": int, "flow_inputs": str}  # the BasisConfig fields run_basis_sep.py reads, and its
+                                                          # --refine-levels and --flow-inputs
 
 
 def parse_basis(pairs: list[str], note: str) -> dict:
