@@ -47,10 +47,10 @@ T, L = sep.config.n_steps_per_level, len(sep.config.sigma_levels)
 @tf.function
 def run(mixture, start, seed_t):
     noise = tf.random.stateless_normal(tf.shape(start), tf.random.experimental.stateless_fold_in(seed_t, -1))
-    sources = tf.clip_by_value(start, 0.0, 1.0) + sep.sigma_levels[l0] * noise
+    sources = tf.clip_by_value(start, *sep.config.clip) + sep.sigma_levels[l0] * noise
     sources = sep._anneal(sources, mixture, seed_t, l0 * T, L * T)
     sources = sep.denoise_fn(sources)
-    return tf.clip_by_value(sources, 0.0, 1.0)
+    return tf.clip_by_value(sources, *sep.config.clip)
 
 def separate(batch, seed=0):
     start = seed - args.seed
@@ -59,4 +59,4 @@ def separate(batch, seed=0):
         st = np.concatenate([st, np.repeat(st[:, -1:], len(batch) - st.shape[1], axis=1)], axis=1)
     return run(tf.convert_to_tensor(batch), tf.convert_to_tensor(st), sep.run_seed(seed))
 sep.separate = separate
-A.separate_folder(files, out, sep, cfg, 16, None, args.seed)
+A.separate_folder(files, out, sep, cfg, 16, hop, args.seed)     # the hop the start patches were cut with
