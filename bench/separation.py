@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
     p.add_argument("--jit", action="store_true", help="XLA-compile the BASIS loop")
+    p.add_argument("--from-nmf", action="store_true", help="also BASIS-NCSN started from NMF's estimates "
+                   "(run_basis_sep.py --init-from; row BASIS-ncsn-from-NMF, its time includes NMF's)")
+    p.add_argument("--start-level", type=int, metavar="L", help="with --from-nmf: the level the chains start at "
+                   "(default: the NCSN priors' basis.json)")
     p.add_argument("--no-oracles", action="store_true", help="skip IBM/IRM/MWF/mel oracle")
     return p
 
@@ -115,10 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bss_eval_v4 import evaluate_methods, write_report
     from pipeline.figures import plot_separation
+    from run_basis_sep import cli_flags
     args = build_parser().parse_args(argv)
     data_dir, out = Path(args.data), Path(args.out)
     if not (data_dir / "mix").is_dir():
         raise UserError(f"{data_dir}: expected {{mix,piano,violin}}/*.wav triplets")
+    if args.from_nmf and not (args.ncsn and (args.nmf_train or args.nmf_model)):
+        raise UserError("--from-nmf needs --ncsn PIANO_RUN VIOLIN_RUN and NMF (--nmf-train or --nmf-model)")
+    if args.start_level is not None and not args.from_nmf:
+        raise UserError("--start-level goes with --from-nmf")
     cfg = MelConfig()
     est_root = out / "estimates"
     seconds = audio_seconds(data_dir, cfg)
@@ -131,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             timings[f"BASIS-{kind}"] = run_basis(data_dir, est_root, kind, runs[0], runs[1], args.steps,
                                                  args.batch_size, args.seed, args.jit, hop_frames=args.hop_frames,
                                                  extra=basis_flags(args, kind))
+    if args.from_nmf:
+        label = "BASIS-ncsn-from-NMF"
+        timings[label] = timings["NMF"] + run_basis(
+            data_dir, est_root, "ncsn", args.ncsn[0], args.ncsn[1], args.steps, args.batch_size, args.seed, args.jit,
+            label=label, hop_frames=args.hop_frames, extra=basis_flags(args, "ncsn") + ["--init-from", str(est_root / "NMF")]
+            + cli_flags({"--start-level": args.start_level}))
     if not args.no_oracles:
         timings.update(run_oracle_methods(data_dir, est_root, cfg))
     methods = {"mixture": None, **{m: est_root / m for m in timings}}

@@ -12,6 +12,11 @@ probable there (:meth:`separation.basis.BasisSeparator.frame_neg_log_densities`)
     OUT/shards/shard_<i>_of_<n>.json            what one shard separated (``--shard i/n``)
     OUT/index.json                              all mixtures of the folder, written once every shard is done
 
+With ``init_from`` (a folder of another method's estimates, ``{piano,violin}/<mixture name>.wav``, as
+``python -m separation.nmf separate`` writes them), each source's estimate gets the mixture's level gain, is
+turned into a scaled mel and cut into the same patches, and BASIS starts from those patches at
+``start_level`` (:meth:`separation.basis.BasisSeparator.separate`).
+
 A mixture whose ``meta.json`` already records the same priors and schedule is skipped, so an interrupted
 run resumes where it stopped. A large folder can be split over processes or machines with ``shard=(i, n)``:
 shard i takes every n-th mixture of the sorted list, all shards write into the same OUT, and the shard that
@@ -59,6 +64,24 @@ def prepare_mixture(path: Path, cfg: MelConfig, basis: np.ndarray, target_rms_db
     return PreparedMixture(path, gain, len(audio), mel_scaled(audio * gain, cfg, basis))
 
 
+def start_mels(mixture: PreparedMixture, init_from: Path, cfg: MelConfig, basis: np.ndarray) -> np.ndarray:
+    """Scaled mels ``[S, n_mels, n_frames]`` of another method's estimates of ``mixture``
+    (``init_from/{piano,violin}/<stem>.wav``), with the mixture's gain and frames."""
+    mels = []
+    for source in SOURCES:
+        path = init_from / source / f"{mixture.path.stem}.wav"
+        if not path.is_file():
+            raise UserError(f"{path}: no {source} estimate of {mixture.path.name} to start from; --init-from expects "
+                            f"{{piano,violin}}/<mixture name>.wav (e.g. python -m separation.nmf separate --out DIR)")
+        audio = load_audio(path, cfg.sample_rate)
+        if abs(len(audio) - mixture.n_samples) > cfg.hop_length:
+            raise UserError(f"{path}: {len(audio) / cfg.sample_rate:.2f} s long, but the mixture {mixture.path} is "
+                            f"{mixture.n_samples / cfg.sample_rate:.2f} s; is it an estimate of that mixture?")
+        audio = np.pad(audio, (0, max(0, mixture.n_samples - len(audio))))[:mixture.n_samples]
+        mels.append(mel_scaled(audio * mixture.gain, cfg, basis))
+    return np.stack(mels)
+
+
 def parse_shard(text: str | None) -> tuple[int, int]:
     """``"i/n"`` (0 <= i < n) → ``(i, n)``; ``None`` → ``(0, 1)``."""
     if text is None:
@@ -72,11 +95,15 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def run_settings(separator, cfg: MelConfig, hop_frames: int, seed: int) -> dict:
+def run_settings(separator, cfg: MelConfig, hop_frames: int, seed: int, init_from: Path | None = None,
+                 start_level: int = 0) -> dict:
     """What determines a separation's output; a finished mixture with the same settings is not redone."""
-    return {"prior": [getattr(p, "name", "?") for p in separator.priors],
-            "basis": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(separator.config).items()},
-            "mel_params": dataclasses.asdict(cfg), "hop_frames": hop_frames, "seed": seed}
+    settings = {"prior": [getattr(p, "name", "?") for p in separator.priors],
+                "basis": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(separator.config).items()},
+                "mel_params": dataclasses.asdict(cfg), "hop_frames": hop_frames, "seed": seed}
+    if init_from is not None:
+        settings.update(init_from=str(Path(init_from).resolve()), start_level=start_level)
+    return settings
 
 
 def is_done(folder: Path, settings: dict) -> bool:
@@ -87,15 +114,25 @@ def is_done(folder: Path, settings: dict) -> bool:
         recorded = json.loads(meta.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return all(recorded.get(key) == value for key, value in settings.items())
+    started = ("init_from", "start_level")          # a run from uniform noise records neither
+    return (all(recorded.get(key) == value for key, value in settings.items())
+            and all(key in settings for key in started if key in recorded))
 
 
 def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separator, cfg: MelConfig,
                     batch_size: int = 16, hop_frames: int | None = None, seed: int = 0,
                     target_rms_db: float | None = TARGET_RMS_DB, progress: bool = True,
-                    shard: tuple[int, int] = (0, 1)) -> list[Path]:
+                    shard: tuple[int, int] = (0, 1), init_from: str | Path | None = None,
+                    start_level: int = 0) -> list[Path]:
     """Separate every mixture wav of this shard; returns its per-mixture output folders (see the module docstring)."""
     hop_frames = hop_frames or cfg.patch_frames // 2
+    if init_from is not None:
+        init_from = Path(init_from)
+        if not init_from.is_dir():
+            raise UserError(f"{init_from}: no such folder of estimates to start from (--init-from)")
+        separator.check_start_level(start_level)
+    elif start_level:
+        raise UserError(f"start level {start_level} needs start estimates to begin from (--init-from)")
     out_dir = Path(out_dir)
     all_mixtures = sorted(Path(p) for p in mixtures)
     stems = [p.stem for p in all_mixtures]
@@ -105,18 +142,20 @@ def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separat
                         f"their outputs OUT/<name>/ would collide; rename them")
     index, count = shard
     mine = all_mixtures[index::count]
-    settings = run_settings(separator, cfg, hop_frames, seed)
+    settings = run_settings(separator, cfg, hop_frames, seed, init_from, start_level)
     todo = [p for p in mine if not is_done(out_dir / p.stem, settings)]
     if len(todo) < len(mine):
         log.info("%d of %d mixture(s) already separated with these settings in %s; skipping them",
                  len(mine) - len(todo), len(mine), out_dir)
-    outputs = _separate(todo, out_dir, separator, cfg, batch_size, hop_frames, seed, target_rms_db, progress, settings)
+    outputs = _separate(todo, out_dir, separator, cfg, batch_size, hop_frames, seed, target_rms_db, progress, settings,
+                        init_from, start_level)
     write_shard_record(out_dir, all_mixtures, mine, shard)
     return [out_dir / p.stem for p in mine]
 
 
 def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, batch_size: int, hop_frames: int,
-              seed: int, target_rms_db: float | None, progress: bool, settings: dict) -> list[Path]:
+              seed: int, target_rms_db: float | None, progress: bool, settings: dict, init_from: Path | None = None,
+              start_level: int = 0) -> list[Path]:
     from tqdm import tqdm
     from separation.basis import check_finite
     if not mixtures:
@@ -125,6 +164,11 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     prepared = [prepare_mixture(Path(p), cfg, basis, target_rms_db) for p in tqdm(mixtures, desc="load", disable=not progress)]
     cuts = [cut_patches(m.mel, cfg.patch_frames, hop_frames, pad_value=0.0) for m in prepared]
     patches = np.concatenate(cuts)[..., None].astype(np.float32)                # [N, n_mels, patch_frames, 1]
+    starts = None
+    if init_from is not None:                                                   # [S, N, n_mels, patch_frames, 1]
+        starts = np.concatenate([np.stack([cut_patches(mel, cfg.patch_frames, hop_frames, pad_value=0.0)
+                                           for mel in start_mels(m, init_from, cfg, basis)]) for m in prepared], axis=1)
+        starts = starts[..., None].astype(np.float32)
     batch_size = balanced_batch_size(len(patches), batch_size)
     estimates = np.zeros((len(SOURCES), *patches.shape), np.float32)
     select = separator.config.stitch == "select"
@@ -133,10 +177,9 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     start_time = time.perf_counter()
     with tqdm(total=len(patches), desc="BASIS", unit="patch", disable=not progress) as bar:
         for start in range(0, len(patches), batch_size):
-            batch = patches[start:start + batch_size]
-            if len(batch) < batch_size:      # keep one compiled shape: pad the last batch with its own patches
-                batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), axis=0)])
-            result = separator.separate(batch, seed=seed + start)
+            batch = pad_batch(patches[start:start + batch_size], batch_size, axis=0)
+            first = None if starts is None else pad_batch(starts[:, start:start + batch_size], batch_size, axis=1)
+            result = separator.separate(batch, seed=seed + start, start=first, start_level=start_level)
             n = min(batch_size, len(patches) - start)
             estimates[:, start:start + n] = result.numpy()[:, :n]
             check_finite(estimates[:, start:start + n], [str(prepared[i].path) for i in owner[start:start + n]], separator)
@@ -162,6 +205,15 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
         outputs.append(folder)
         offset += len(cut)
     return outputs
+
+
+def pad_batch(items: np.ndarray, batch_size: int, axis: int) -> np.ndarray:
+    """Pad a short last batch along ``axis`` with copies of its last item, to keep one compiled shape."""
+    missing = batch_size - items.shape[axis]
+    if missing <= 0:
+        return items
+    last = np.take(items, [-1], axis=axis)
+    return np.concatenate([items, np.repeat(last, missing, axis=axis)], axis=axis)
 
 
 def balanced_batch_size(n_items: int, max_batch: int) -> int:

@@ -22,6 +22,11 @@ chain's state is ranked there (denoised with Tweedie's formula at σ_l for NCSN 
 σ_1 … σ_l, the scales the chains have resolved so far), and only the kept chain anneals through the other
 L − l levels, so K chains cost K·l/L + (L − l)/L of one chain's Langevin steps instead of K.
 
+Started from other estimates (``separate(..., start=x0, start_level=l0)``): the chains begin at
+clip(x0) + N(0, σ_l0²) instead of the initial draw at σ_1, and anneal through levels l0 … L − 1 only
+(SDEdit-style). The estimates decide the coarse assignment (which notes go to which source) that a chain
+otherwise settles at the large σ, and the priors refine it; it costs (L − l0) / L of the Langevin steps.
+
 Long spectrograms are separated as overlapping patches, each on its own, so every overlap holds two
 independent estimates of the same frames. With ``stitch = "select"`` (mel patches; :mod:`separation.audio`)
 they are not blended evenly: :meth:`BasisSeparator.frame_neg_log_densities` splits each patch's
@@ -247,15 +252,25 @@ class BasisSeparator(tf.Module):
             sources = self.update_fn(sources, mixture, level, tf.random.experimental.stateless_fold_in(seed, step))
         return sources
 
-    def _run(self, mixture: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    def started_sources(self, start: tf.Tensor, start_level: int, seed: tf.Tensor) -> tf.Tensor:
+        """clip(start) + σ_l0 · z: chains that join the schedule at level ``start_level`` from estimates ``[S, N, ...]``."""
+        noise = tf.random.stateless_normal(tf.shape(start), seed)
+        return tf.clip_by_value(start, *self.config.clip) + self.sigma_levels[start_level] * noise
+
+    def _run(self, mixture: tf.Tensor, seed: tf.Tensor, start: tf.Tensor | None = None, start_level: int = 0) -> tf.Tensor:
         n_chains, steps = self.config.n_chains, self.config.n_steps_per_level
         chains_mixture = tf.tile(mixture, [n_chains, 1, 1, 1]) if n_chains > 1 else mixture
-        sources = self.initial_sources(chains_mixture, tf.random.experimental.stateless_fold_in(seed, -1))
+        init_seed = tf.random.experimental.stateless_fold_in(seed, -1)
+        if start is None:
+            sources = self.initial_sources(chains_mixture, init_seed)
+        else:
+            sources = self.started_sources(tf.tile(start, [1, n_chains, 1, 1, 1]), start_level, init_seed)
+        first = start_level * steps
         early = self.config.select_after_levels if n_chains > 1 else None
         if early is None:
-            sources = self._anneal(sources, chains_mixture, seed, 0, self.n_levels * steps)
+            sources = self._anneal(sources, chains_mixture, seed, first, self.n_levels * steps)
         else:         # K chains through the first levels, then the most probable one alone through the rest
-            sources = self._anneal(sources, chains_mixture, seed, 0, early * steps)
+            sources = self._anneal(sources, chains_mixture, seed, first, early * steps)
             ranked = self.denoise_fn(sources, early - 1)
             sources = self.select_chains(sources, seed, ranked, n_levels=early)
             sources = self._anneal(sources, mixture, seed, early * steps, self.n_levels * steps)
@@ -267,12 +282,32 @@ class BasisSeparator(tf.Module):
             sources = self.select_chains(sources, seed)
         return sources
 
-    def separate(self, mixture, seed: int = 0) -> tf.Tensor:
-        """Sources ``[S, B, H, W, C]`` of the mixtures ``[B, H, W, C]``."""
+    def separate(self, mixture, seed: int = 0, start=None, start_level: int = 0) -> tf.Tensor:
+        """Sources ``[S, B, H, W, C]`` of the mixtures ``[B, H, W, C]``; with ``start`` (estimates ``[S, B, H, W, C]``,
+        e.g. NMF's) the chains begin there at level ``start_level`` (0-based: the first ``start_level`` levels are
+        skipped) instead of from the initial draw at σ_1."""
         mixture = tf.convert_to_tensor(mixture, tf.float32)
         if tuple(mixture.shape[1:]) != self.image_shape:
             raise UserError(f"mixture patches of shape {tuple(mixture.shape[1:])} do not match the priors' {self.image_shape}")
-        return self._compiled(mixture, self.run_seed(seed))
+        if start is None:
+            if start_level:
+                raise UserError(f"start level {start_level} needs start estimates to begin from (--init-from)")
+            return self._compiled(mixture, self.run_seed(seed))
+        self.check_start_level(start_level)
+        start = tf.convert_to_tensor(start, tf.float32)
+        expected = (len(self.priors), *mixture.shape)
+        if tuple(start.shape) != expected:
+            raise UserError(f"start estimates of shape {tuple(start.shape)} do not match the sources' {expected}")
+        return self._compiled(mixture, self.run_seed(seed), start, int(start_level))
+
+    def check_start_level(self, start_level: int) -> None:
+        """A :class:`UserError` unless chains can join this schedule at ``start_level`` (0-based)."""
+        if not 0 <= start_level < self.n_levels:
+            raise UserError(f"start level {start_level} is outside the schedule's {self.n_levels} levels (0 … {self.n_levels - 1})")
+        early = self.config.select_after_levels
+        if self.config.n_chains > 1 and early is not None and early <= start_level:
+            raise UserError(f"chains started at level {start_level} cannot be ranked after level {early}: "
+                            f"--select-after-levels must be above --start-level")
 
 
 def check_finite(estimates: np.ndarray, labels: Sequence[str], separator: BasisSeparator) -> None:

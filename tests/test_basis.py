@@ -217,3 +217,72 @@ def test_a_diverged_batch_is_reported_by_its_first_items_and_a_count():
     estimates[1, [0, 2, 3, 4, 5], 0, 0, 0] = np.nan
     with pytest.raises(UserError, match=r"^pair 0, pair 2, pair 3 and 2 more of 6: BASIS diverged"):
         check_finite(estimates, [f"pair {i}" for i in range(6)], separator)
+
+
+def two_gaussian_priors(shape, sigmas):
+    return [GaussianPrior(np.full(shape, 0.3, np.float32), np.full(shape, 0.02, np.float32), sigmas),
+            GaussianPrior(np.full(shape, 0.7, np.float32), np.full(shape, 0.02, np.float32), sigmas)]
+
+
+def test_chains_started_from_estimates_still_reach_the_exact_posterior():
+    """Started at level 5 of 10 from the sources swapped (a wrong assignment), the chains forget their start."""
+    rng = np.random.default_rng(0)
+    shape = (2, 2, 1)
+    means = [rng.uniform(0.2, 0.8, shape).astype(np.float32) for _ in range(2)]
+    variances = [rng.uniform(0.01, 0.05, shape).astype(np.float32) for _ in range(2)]
+    sigmas = tuple(np.geomspace(1.0, 0.01, 10))
+    priors = [GaussianPrior(m, v, sigmas) for m, v in zip(means, variances)]
+    config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=200, step_lr=1e-4, final_denoise=False, clip=(-10.0, 10.0))
+    separator = BasisSeparator(priors, MeanMixing(), config)
+    mixture_value = rng.uniform(0.3, 0.7, shape).astype(np.float32)
+    n_chains = 4000
+    mixture = np.broadcast_to(mixture_value, (n_chains, *shape))
+    start = np.broadcast_to(np.stack(means[::-1])[:, None], (2, n_chains, *shape))
+    sources = separator.separate(mixture, seed=1, start=start, start_level=5).numpy()
+    mean, var = exact_posterior(means, variances, mixture_value, gamma=sigmas[-1], sigma=sigmas[-1])
+    np.testing.assert_allclose(sources.mean(axis=1).reshape(2, -1), mean, atol=0.01)
+    np.testing.assert_allclose(sources.var(axis=1).reshape(2, -1), var, rtol=0.2)
+
+
+@pytest.mark.parametrize("start_level", [0, 3, 6])
+def test_started_chains_begin_at_the_start_plus_noise_of_their_level(start_level):
+    """With negligible steps, what comes out is the clipped start plus N(0, σ_l0²), so the σ is the start level's."""
+    sigmas = tuple(np.geomspace(1.0, 0.01, 7))
+    shape = (8, 8, 1)
+    config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=1, step_lr=1e-12, final_denoise=False, clip=(-50.0, 50.0))
+    separator = BasisSeparator(two_gaussian_priors(shape, sigmas), MeanMixing(), config)
+    start = np.random.default_rng(1).uniform(0, 1, (2, 64, *shape)).astype(np.float32)
+    mixture = start.mean(axis=0)
+    moved = separator.separate(mixture, seed=3, start=start, start_level=start_level).numpy() - start
+    assert np.std(moved) == pytest.approx(sigmas[start_level], rel=0.03)
+    assert abs(np.mean(moved)) < 0.05 * sigmas[start_level]
+
+
+def test_started_chains_are_clipped_first_and_work_with_several_chains():
+    sigmas = (1.0, 0.1, 0.01)
+    shape = (2, 2, 1)
+    config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=1, step_lr=1e-12, final_denoise=False, n_chains=3)
+    separator = BasisSeparator(two_gaussian_priors(shape, sigmas), MeanMixing(), config)
+    start = np.full((2, 4, *shape), 5.0, np.float32)           # far outside the clip range (0, 1)
+    out = separator.separate(np.full((4, *shape), 0.5, np.float32), seed=0, start=start, start_level=2).numpy()
+    assert out.shape == (2, 4, *shape)
+    np.testing.assert_allclose(out, 1.0, atol=0.05)           # clip(5) = 1, plus σ_3 = 0.01 noise, clipped again
+
+
+def test_bad_starts_are_user_errors():
+    sigmas = (1.0, 0.1, 0.01)
+    shape = (2, 2, 1)
+    separator = BasisSeparator(two_gaussian_priors(shape, sigmas), MeanMixing(),
+                               BasisConfig(sigma_levels=sigmas, n_steps_per_level=1))
+    mixture = np.full((4, *shape), 0.5, np.float32)
+    start = np.full((2, 4, *shape), 0.5, np.float32)
+    with pytest.raises(UserError, match="start level 3 is outside the schedule's 3 levels"):
+        separator.separate(mixture, start=start, start_level=3)
+    with pytest.raises(UserError, match="start level 1 needs start estimates"):
+        separator.separate(mixture, start_level=1)
+    with pytest.raises(UserError, match=r"start estimates of shape \(2, 3, 2, 2, 1\) do not match the sources' \(2, 4, 2, 2, 1\)"):
+        separator.separate(mixture, start=start[:, :3], start_level=1)
+    chains = BasisSeparator(two_gaussian_priors(shape, sigmas), MeanMixing(),
+                            BasisConfig(sigma_levels=sigmas, n_steps_per_level=1, n_chains=2, select_after_levels=1))
+    with pytest.raises(UserError, match="--select-after-levels must be above --start-level"):
+        chains.separate(mixture, start=start, start_level=1)

@@ -258,3 +258,73 @@ def test_flow_inputs_come_from_the_flag_else_basis_json_else_clip(tmp_path):
     write_basis(tmp_path, parse_basis(["flow_inputs=raw"], "measured on ..."))
     assert run_basis_sep.flow_inputs_of(unset, tmp_path) == "raw"
     assert run_basis_sep.flow_inputs_of(flag, tmp_path) == "clip"
+
+
+def write_start_estimates(inputs: Path, folder: Path, share: float = 0.5) -> Path:
+    """``folder/{piano,violin}/<name>.wav``: a share of each mixture as each source's estimate."""
+    for wav in sorted(inputs.glob("*.wav")):
+        audio, rate = sf.read(wav)
+        for source, part in (("piano", share), ("violin", 1 - share)):
+            (folder / source).mkdir(parents=True, exist_ok=True)
+            sf.write(folder / source / wav.name, part * audio, rate)
+    return folder
+
+
+def test_chains_started_from_estimates_end_near_them_at_the_last_level_and_runs_resume(mel_priors, rendered, tmp_path):
+    from pipeline.mel import mel_basis, mel_scaled
+    from separation.audio import TARGET_RMS_DB, prepare_mixture
+    inputs = short_mixtures(rendered, tmp_path / "in")
+    starts = write_start_estimates(inputs, tmp_path / "nmf", share=0.8)
+    args = sep_args(mel_priors, inputs, tmp_path / "warm", "--init-from", str(starts), "--step-lr", "1e-9", "--no-denoise")
+    with pytest.raises(UserError, match="--init-from needs --start-level L: .*basis.json records no start_level"):
+        run_basis_sep.main(args)
+    assert run_basis_sep.main(args + ["--start-level", "9"]) == 0
+    assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "cold", "--step-lr", "1e-9", "--no-denoise")) == 0
+    cfg = MelConfig()
+    mixture = prepare_mixture(inputs / "b.wav", cfg, mel_basis(cfg), TARGET_RMS_DB)
+    audio, _ = sf.read(starts / "violin" / "b.wav")
+    expected = mel_scaled(audio * mixture.gain, cfg, mel_basis(cfg))
+    warm, cold = (np.load(tmp_path / run / "b" / "violin.npy") for run in ("warm", "cold"))
+    assert warm.shape == expected.shape
+    # at the last level (σ_L) with negligible steps the chains stay at the start estimates' mels, not the noise
+    assert np.abs(warm - expected).mean() < 0.02 < 0.2 < np.abs(cold - expected).mean()
+    meta = json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())
+    assert meta["init_from"] == str(starts.resolve()) and meta["start_level"] == 9
+    before = (tmp_path / "warm" / "b" / "meta.json").stat().st_mtime_ns
+    assert run_basis_sep.main(args + ["--start-level", "9"]) == 0          # finished: skipped
+    assert (tmp_path / "warm" / "b" / "meta.json").stat().st_mtime_ns == before
+    assert run_basis_sep.main(args + ["--start-level", "8"]) == 0          # another start level: redone
+    assert json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())["start_level"] == 8
+    assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "warm", "--step-lr", "1e-9", "--no-denoise")) == 0
+    assert "init_from" not in json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())   # from noise: redone
+
+
+def test_bad_start_estimates_are_named(mel_priors, rendered, tmp_path):
+    inputs = short_mixtures(rendered, tmp_path / "in")
+    starts = write_start_estimates(inputs, tmp_path / "nmf")
+    (starts / "violin" / "b.wav").unlink()
+    with pytest.raises(UserError, match=r"violin/b\.wav: no violin estimate of b\.wav to start from"):
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(starts), "--start-level", "5"))
+    audio, rate = sf.read(inputs / "b.wav")
+    sf.write(starts / "violin" / "b.wav", audio[: len(audio) // 2], rate)
+    with pytest.raises(UserError, match=r"violin/b\.wav: 3\.40 s long, but the mixture .*b\.wav is 6\.80 s"):
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(starts), "--start-level", "5"))
+    with pytest.raises(UserError, match="start level 10 is outside the schedule's 10 levels"):
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(starts), "--start-level", "10"))
+    with pytest.raises(UserError, match="--start-level needs --init-from"):
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--start-level", "5"))
+    with pytest.raises(UserError, match="nope: no such folder of estimates"):
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(tmp_path / "nope"), "--start-level", "5"))
+    assert not list((tmp_path / "out").glob("*/meta.json"))
+
+
+def test_the_bench_row_started_from_nmf_needs_ncsn_priors_and_nmf_before_any_work(tmp_path):
+    from bench import separation as bench_separation
+    (tmp_path / "data" / "mix").mkdir(parents=True)
+    runs = ["--ncsn", "p", "v"]
+    for argv, message in ((["--from-nmf", "--nmf-model", "m.npz"], "--from-nmf needs --ncsn"),
+                          (["--from-nmf", *runs], "--from-nmf needs --ncsn .* and NMF"),
+                          (["--start-level", "3", "--nmf-model", "m.npz", *runs], "--start-level goes with --from-nmf")):
+        with pytest.raises(UserError, match=message):
+            bench_separation.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *argv])
+    assert not (tmp_path / "out").exists()
