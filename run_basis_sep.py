@@ -71,10 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or as it is (raw, as the paper; centre-preprocessed flows only) (default: the prior run's "
                    "basis.json, else clip)")
     w = p.add_argument_group("start from other estimates (melspec; results/warm_start/)")
-    w.add_argument("--init-from", metavar="DIR", help="another method's estimates, {piano,violin}/<mixture name>.wav "
+    w.add_argument("--start-from", metavar="DIR", help="another method's estimates, {piano,violin}/<mixture name>.wav "
                    "(e.g. `python -m separation.nmf separate --out DIR`): the chains start at their mels plus noise "
                    "of σ at --start-level and anneal from that level on, instead of from noise at σ_1")
-    w.add_argument("--start-level", type=int, metavar="L", help="with --init-from: the level the chains join the "
+    w.add_argument("--start-level", type=int, metavar="L", help="with --start-from: the level the chains join the "
                    "schedule at, 0-based (the first L levels are skipped; default: the prior run's basis.json)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
                    "balanced so that the last, padded batch wastes the least)")
@@ -182,24 +182,24 @@ def separate_melspec(args) -> None:
     separator = make_separator(priors, MelDbMixing(cfg), args, args.piano)
     start_level = start_level_of(args, args.piano, separator)
     outputs = separate_folder(files, args.out, separator, cfg, args.batch_size, args.hop_frames, args.seed, shard=shard,
-                              init_from=args.init_from, start_level=start_level)
+                              start_from=args.start_from, start_level=start_level)
     what = f"shard {shard[0]}/{shard[1]}: " if shard[1] > 1 else ""
     print(f"{what}separated {len(outputs)} mixture(s) into {args.out}; next: python melspec_inversion_basis.py --sep {args.out} --out ...")
 
 
 def start_level_of(args, run_dir: str | Path, separator) -> int:
-    """``--start-level`` with ``--init-from``: the command line, else the prior run's ``basis.json``
-    (``start_level``); 0 without ``--init-from``."""
-    if args.init_from is None:
+    """``--start-level`` with ``--start-from``: the command line, else the prior run's ``basis.json``
+    (``start_level``); 0 without ``--start-from``."""
+    if args.start_from is None:
         if args.start_level is not None:
-            raise UserError("--start-level needs --init-from DIR (the estimates the chains start from)")
+            raise UserError("--start-level needs --start-from DIR (the estimates the chains start from)")
         return 0
     level = args.start_level if args.start_level is not None else basis_file(run_dir).get("start_level")
     if level is None:
-        raise UserError(f"--init-from needs --start-level L: {Path(run_dir) / BASIS_FILE} records no start_level")
+        raise UserError(f"--start-from needs --start-level L: {Path(run_dir) / BASIS_FILE} records no start_level")
     separator.check_start_level(level)
     sigmas = separator.config.sigma_levels
-    log.info("starting from %s at level %d of %d (σ %.3g), %d of %d levels annealed", args.init_from, level,
+    log.info("starting from %s at level %d of %d (σ %.3g), %d of %d levels annealed", args.start_from, level,
              len(sigmas), sigmas[level], len(sigmas) - level, len(sigmas))
     return int(level)
 
@@ -244,8 +244,8 @@ def separate_images(args) -> None:
     from separation.priors import load_prior
     if not args.checkpoint:
         raise UserError(f"--dataset {args.dataset} needs --checkpoint RUN (the prior of both sources)")
-    if args.init_from is not None or args.start_level is not None:
-        raise UserError("--init-from and --start-level are for --dataset melspec (estimate wavs to start from)")
+    if args.start_from is not None or args.start_level is not None:
+        raise UserError("--start-from and --start-level are for --dataset melspec (estimate wavs to start from)")
     prior = load_prior(args.prior, args.checkpoint, args.conv_dtype, refine_factor(args, args.checkpoint),
                        flow_inputs_of(args, args.checkpoint))
     images = load_images(args.dataset, "test", args.data_dir)

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")
     p.add_argument("--jit", action="store_true", help="XLA-compile the BASIS loop")
     p.add_argument("--from-nmf", action="store_true", help="also BASIS-NCSN started from NMF's estimates "
-                   "(run_basis_sep.py --init-from; row BASIS-ncsn-from-NMF, its time includes NMF's)")
+                   "(run_basis_sep.py --start-from; row BASIS-ncsn-from-NMF, its time includes NMF's)")
     p.add_argument("--start-level", type=int, metavar="L", help="with --from-nmf: the level the chains start at "
                    "(default: the NCSN priors' basis.json)")
     p.add_argument("--no-oracles", action="store_true", help="skip IBM/IRM/MWF/mel oracle")
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         label = "BASIS-ncsn-from-NMF"
         timings[label] = timings["NMF"] + run_basis(
             data_dir, est_root, "ncsn", args.ncsn[0], args.ncsn[1], args.steps, args.batch_size, args.seed, args.jit,
-            label=label, hop_frames=args.hop_frames, extra=basis_flags(args, "ncsn") + ["--init-from", str(est_root / "NMF")]
+            label=label, hop_frames=args.hop_frames, extra=basis_flags(args, "ncsn") + ["--start-from", str(est_root / "NMF")]
             + cli_flags({"--start-level": args.start_level}))
     if not args.no_oracles:
         timings.update(run_oracle_methods(data_dir, est_root, cfg))

@@ -12,7 +12,7 @@ probable there (:meth:`separation.basis.BasisSeparator.frame_neg_log_densities`)
     OUT/shards/shard_<i>_of_<n>.json            what one shard separated (``--shard i/n``)
     OUT/index.json                              all mixtures of the folder, written once every shard is done
 
-With ``init_from`` (a folder of another method's estimates, ``{piano,violin}/<mixture name>.wav``, as
+With ``start_from`` (a folder of another method's estimates, ``{piano,violin}/<mixture name>.wav``, as
 ``python -m separation.nmf separate`` writes them), each source's estimate gets the mixture's level gain, is
 turned into a scaled mel and cut into the same patches, and BASIS starts from those patches at
 ``start_level`` (:meth:`separation.basis.BasisSeparator.separate`).
@@ -64,14 +64,14 @@ def prepare_mixture(path: Path, cfg: MelConfig, basis: np.ndarray, target_rms_db
     return PreparedMixture(path, gain, len(audio), mel_scaled(audio * gain, cfg, basis))
 
 
-def start_mels(mixture: PreparedMixture, init_from: Path, cfg: MelConfig, basis: np.ndarray) -> np.ndarray:
+def start_mels(mixture: PreparedMixture, start_from: Path, cfg: MelConfig, basis: np.ndarray) -> np.ndarray:
     """Scaled mels ``[S, n_mels, n_frames]`` of another method's estimates of ``mixture``
-    (``init_from/{piano,violin}/<stem>.wav``), with the mixture's gain and frames."""
+    (``start_from/{piano,violin}/<stem>.wav``), with the mixture's gain and frames."""
     mels = []
     for source in SOURCES:
-        path = init_from / source / f"{mixture.path.stem}.wav"
+        path = start_from / source / f"{mixture.path.stem}.wav"
         if not path.is_file():
-            raise UserError(f"{path}: no {source} estimate of {mixture.path.name} to start from; --init-from expects "
+            raise UserError(f"{path}: no {source} estimate of {mixture.path.name} to start from; --start-from expects "
                             f"{{piano,violin}}/<mixture name>.wav (e.g. python -m separation.nmf separate --out DIR)")
         audio = load_audio(path, cfg.sample_rate)
         if abs(len(audio) - mixture.n_samples) > cfg.hop_length:
@@ -95,14 +95,14 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return index, count
 
 
-def run_settings(separator, cfg: MelConfig, hop_frames: int, seed: int, init_from: Path | None = None,
+def run_settings(separator, cfg: MelConfig, hop_frames: int, seed: int, start_from: Path | None = None,
                  start_level: int = 0) -> dict:
     """What determines a separation's output; a finished mixture with the same settings is not redone."""
     settings = {"prior": [getattr(p, "name", "?") for p in separator.priors],
                 "basis": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(separator.config).items()},
                 "mel_params": dataclasses.asdict(cfg), "hop_frames": hop_frames, "seed": seed}
-    if init_from is not None:
-        settings.update(init_from=str(Path(init_from).resolve()), start_level=start_level)
+    if start_from is not None:
+        settings.update(start_from=str(Path(start_from).resolve()), start_level=start_level)
     return settings
 
 
@@ -114,7 +114,7 @@ def is_done(folder: Path, settings: dict) -> bool:
         recorded = json.loads(meta.read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    started = ("init_from", "start_level")          # a run from uniform noise records neither
+    started = ("start_from", "start_level")          # a run from uniform noise records neither
     return (all(recorded.get(key) == value for key, value in settings.items())
             and all(key in settings for key in started if key in recorded))
 
@@ -122,17 +122,17 @@ def is_done(folder: Path, settings: dict) -> bool:
 def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separator, cfg: MelConfig,
                     batch_size: int = 16, hop_frames: int | None = None, seed: int = 0,
                     target_rms_db: float | None = TARGET_RMS_DB, progress: bool = True,
-                    shard: tuple[int, int] = (0, 1), init_from: str | Path | None = None,
+                    shard: tuple[int, int] = (0, 1), start_from: str | Path | None = None,
                     start_level: int = 0) -> list[Path]:
     """Separate every mixture wav of this shard; returns its per-mixture output folders (see the module docstring)."""
     hop_frames = hop_frames or cfg.patch_frames // 2
-    if init_from is not None:
-        init_from = Path(init_from)
-        if not init_from.is_dir():
-            raise UserError(f"{init_from}: no such folder of estimates to start from (--init-from)")
+    if start_from is not None:
+        start_from = Path(start_from)
+        if not start_from.is_dir():
+            raise UserError(f"{start_from}: no such folder of estimates to start from (--start-from)")
         separator.check_start_level(start_level)
     elif start_level:
-        raise UserError(f"start level {start_level} needs start estimates to begin from (--init-from)")
+        raise UserError(f"start level {start_level} needs start estimates to begin from (--start-from)")
     out_dir = Path(out_dir)
     all_mixtures = sorted(Path(p) for p in mixtures)
     stems = [p.stem for p in all_mixtures]
@@ -142,19 +142,19 @@ def separate_folder(mixtures: Sequence[str | Path], out_dir: str | Path, separat
                         f"their outputs OUT/<name>/ would collide; rename them")
     index, count = shard
     mine = all_mixtures[index::count]
-    settings = run_settings(separator, cfg, hop_frames, seed, init_from, start_level)
+    settings = run_settings(separator, cfg, hop_frames, seed, start_from, start_level)
     todo = [p for p in mine if not is_done(out_dir / p.stem, settings)]
     if len(todo) < len(mine):
         log.info("%d of %d mixture(s) already separated with these settings in %s; skipping them",
                  len(mine) - len(todo), len(mine), out_dir)
     outputs = _separate(todo, out_dir, separator, cfg, batch_size, hop_frames, seed, target_rms_db, progress, settings,
-                        init_from, start_level)
+                        start_from, start_level)
     write_shard_record(out_dir, all_mixtures, mine, shard)
     return [out_dir / p.stem for p in mine]
 
 
 def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, batch_size: int, hop_frames: int,
-              seed: int, target_rms_db: float | None, progress: bool, settings: dict, init_from: Path | None = None,
+              seed: int, target_rms_db: float | None, progress: bool, settings: dict, start_from: Path | None = None,
               start_level: int = 0) -> list[Path]:
     from tqdm import tqdm
     from separation.basis import check_finite
@@ -165,9 +165,9 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     cuts = [cut_patches(m.mel, cfg.patch_frames, hop_frames, pad_value=0.0) for m in prepared]
     patches = np.concatenate(cuts)[..., None].astype(np.float32)                # [N, n_mels, patch_frames, 1]
     starts = None
-    if init_from is not None:                                                   # [S, N, n_mels, patch_frames, 1]
+    if start_from is not None:                                                   # [S, N, n_mels, patch_frames, 1]
         starts = np.concatenate([np.stack([cut_patches(mel, cfg.patch_frames, hop_frames, pad_value=0.0)
-                                           for mel in start_mels(m, init_from, cfg, basis)]) for m in prepared], axis=1)
+                                           for mel in start_mels(m, start_from, cfg, basis)]) for m in prepared], axis=1)
         starts = starts[..., None].astype(np.float32)
     batch_size = balanced_batch_size(len(patches), batch_size)
     estimates = np.zeros((len(SOURCES), *patches.shape), np.float32)

@@ -291,7 +291,7 @@ class BasisSeparator(tf.Module):
             raise UserError(f"mixture patches of shape {tuple(mixture.shape[1:])} do not match the priors' {self.image_shape}")
         if start is None:
             if start_level:
-                raise UserError(f"start level {start_level} needs start estimates to begin from (--init-from)")
+                raise UserError(f"start level {start_level} needs start estimates to begin from (--start-from)")
             return self._compiled(mixture, self.run_seed(seed))
         self.check_start_level(start_level)
         start = tf.convert_to_tensor(start, tf.float32)

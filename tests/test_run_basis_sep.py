@@ -275,8 +275,8 @@ def test_chains_started_from_estimates_end_near_them_at_the_last_level_and_runs_
     from separation.audio import TARGET_RMS_DB, prepare_mixture
     inputs = short_mixtures(rendered, tmp_path / "in")
     starts = write_start_estimates(inputs, tmp_path / "nmf", share=0.8)
-    args = sep_args(mel_priors, inputs, tmp_path / "warm", "--init-from", str(starts), "--step-lr", "1e-9", "--no-denoise")
-    with pytest.raises(UserError, match="--init-from needs --start-level L: .*basis.json records no start_level"):
+    args = sep_args(mel_priors, inputs, tmp_path / "warm", "--start-from", str(starts), "--step-lr", "1e-9", "--no-denoise")
+    with pytest.raises(UserError, match="--start-from needs --start-level L: .*basis.json records no start_level"):
         run_basis_sep.main(args)
     assert run_basis_sep.main(args + ["--start-level", "9"]) == 0
     assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "cold", "--step-lr", "1e-9", "--no-denoise")) == 0
@@ -289,14 +289,14 @@ def test_chains_started_from_estimates_end_near_them_at_the_last_level_and_runs_
     # at the last level (σ_L) with negligible steps the chains stay at the start estimates' mels, not the noise
     assert np.abs(warm - expected).mean() < 0.02 < 0.2 < np.abs(cold - expected).mean()
     meta = json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())
-    assert meta["init_from"] == str(starts.resolve()) and meta["start_level"] == 9
+    assert meta["start_from"] == str(starts.resolve()) and meta["start_level"] == 9
     before = (tmp_path / "warm" / "b" / "meta.json").stat().st_mtime_ns
     assert run_basis_sep.main(args + ["--start-level", "9"]) == 0          # finished: skipped
     assert (tmp_path / "warm" / "b" / "meta.json").stat().st_mtime_ns == before
     assert run_basis_sep.main(args + ["--start-level", "8"]) == 0          # another start level: redone
     assert json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())["start_level"] == 8
     assert run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "warm", "--step-lr", "1e-9", "--no-denoise")) == 0
-    assert "init_from" not in json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())   # from noise: redone
+    assert "start_from" not in json.loads((tmp_path / "warm" / "b" / "meta.json").read_text())   # from noise: redone
 
 
 def test_bad_start_estimates_are_named(mel_priors, rendered, tmp_path):
@@ -304,17 +304,17 @@ def test_bad_start_estimates_are_named(mel_priors, rendered, tmp_path):
     starts = write_start_estimates(inputs, tmp_path / "nmf")
     (starts / "violin" / "b.wav").unlink()
     with pytest.raises(UserError, match=r"violin/b\.wav: no violin estimate of b\.wav to start from"):
-        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(starts), "--start-level", "5"))
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--start-from", str(starts), "--start-level", "5"))
     audio, rate = sf.read(inputs / "b.wav")
     sf.write(starts / "violin" / "b.wav", audio[: len(audio) // 2], rate)
     with pytest.raises(UserError, match=r"violin/b\.wav: 3\.40 s long, but the mixture .*b\.wav is 6\.80 s"):
-        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(starts), "--start-level", "5"))
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--start-from", str(starts), "--start-level", "5"))
     with pytest.raises(UserError, match="start level 10 is outside the schedule's 10 levels"):
-        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(starts), "--start-level", "10"))
-    with pytest.raises(UserError, match="--start-level needs --init-from"):
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--start-from", str(starts), "--start-level", "10"))
+    with pytest.raises(UserError, match="--start-level needs --start-from"):
         run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--start-level", "5"))
     with pytest.raises(UserError, match="nope: no such folder of estimates"):
-        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--init-from", str(tmp_path / "nope"), "--start-level", "5"))
+        run_basis_sep.main(sep_args(mel_priors, inputs, tmp_path / "out", "--start-from", str(tmp_path / "nope"), "--start-level", "5"))
     assert not list((tmp_path / "out").glob("*/meta.json"))
 
 
