@@ -178,8 +178,9 @@ def _separate(mixtures: list[Path], out_dir: Path, separator, cfg: MelConfig, ba
     with tqdm(total=len(patches), desc="BASIS", unit="patch", disable=not progress) as bar:
         for start in range(0, len(patches), batch_size):
             batch = pad_batch(patches[start:start + batch_size], batch_size, axis=0)
-            first = None if starts is None else pad_batch(starts[:, start:start + batch_size], batch_size, axis=1)
-            result = separator.separate(batch, seed=seed + start, start=first, start_level=start_level)
+            started = {} if starts is None else {"start": pad_batch(starts[:, start:start + batch_size], batch_size, axis=1),
+                                                 "start_level": start_level}
+            result = separator.separate(batch, seed=seed + start, **started)
             n = min(batch_size, len(patches) - start)
             estimates[:, start:start + n] = result.numpy()[:, :n]
             check_finite(estimates[:, start:start + n], [str(prepared[i].path) for i in owner[start:start + n]], separator)
