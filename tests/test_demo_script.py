@@ -54,3 +54,11 @@ def test_stale_test_split_is_rendered_again_and_a_current_one_is_kept(tmp_path):
     again = demo(tmp_path, "ncsn")
     assert "another recipe" not in again.stdout and "--test-fraction 1" not in again.stdout
     assert (tmp_path / "demo" / "test_recipe.txt").read_text() == recipe
+
+
+def test_ncsn_priors_add_the_row_started_from_nmf_and_flows_alone_do_not(tmp_path):
+    with_ncsn = demo(tmp_path / "a", "ncsn glow")
+    flows = demo(tmp_path / "b", "glow")
+    assert with_ncsn.returncode == 0 and flows.returncode == 0, with_ncsn.stderr + flows.stderr
+    assert "pretrained/glow_violin --from-nmf" in with_ncsn.stdout and "and BASIS-NCSN started from NMF" in with_ncsn.stdout
+    assert "--from-nmf" not in flows.stdout and "started from NMF" not in flows.stdout

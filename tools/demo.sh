@@ -15,9 +15,11 @@ OUT=$RESULTS/demo
 step() { echo; echo "== [$(date -u -d @$SECONDS +%M:%S) elapsed] $*"; }
 
 PRIORS=()     # BASIS with each shipped prior family asked for (their tuned schedules: pretrained/*/basis.json)
+FROM_NMF=()   # with NCSN priors, also the row of BASIS-NCSN started from NMF's estimates (results/warm_start/)
 for family in $FAMILIES; do
     if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
         PRIORS+=("--${family//_/-}" "pretrained/${family}_piano" "pretrained/${family}_violin")
+        [ "$family" = ncsn ] && FROM_NMF=(--from-nmf)
     else
         echo "error: DEMO_PRIORS: no shipped $family priors (pretrained/${family}_piano, pretrained/${family}_violin); choose among: ncsn glow noisy_glow" >&2
         exit 2
@@ -54,7 +56,7 @@ if [ ! -f "$DEMO/wav/manifest_test.json" ]; then
 fi
 step "3/4 mel-spectrogram TFRecords"
 [ -f "$DEMO/mel/mel_params.json" ] || $PY -m pipeline.wav_to_spec --wav "$DEMO/wav" --out "$DEMO/mel"
-step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors: $FAMILIES, $CHAIN_NOTE chain(s) per patch; oracles), invert, score with BSS Eval v4 (museval)"
-$PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}" "${CHAIN_FLAGS[@]}"
+step "4/4 separate the test mixtures (mixture, NMF, BASIS with the shipped priors: $FAMILIES, $CHAIN_NOTE chain(s) per patch${FROM_NMF:+, and BASIS-NCSN started from NMF}; oracles), invert, score with BSS Eval v4 (museval)"
+$PY bench/separation.py --data "$DEMO/wav/test" --nmf-train "$DEMO/wav" --out "$OUT" "${PRIORS[@]}" "${CHAIN_FLAGS[@]}" "${FROM_NMF[@]}"
 echo; echo "table: $OUT/separation.md   figure: $OUT/separation.png   wavs: $OUT/estimates/"
 echo "demo done in $(date -u -d @$SECONDS +%M:%S) (min:s)"
