@@ -194,9 +194,13 @@ def start_level_of(args, run_dir: str | Path, separator) -> int:
         if args.start_level is not None:
             raise UserError("--start-level needs --start-from DIR (the estimates the chains start from)")
         return 0
-    level = args.start_level if args.start_level is not None else basis_file(run_dir).get("start_level")
+    recorded = basis_file(run_dir)
+    level = args.start_level if args.start_level is not None else recorded.get("start_level")
     if level is None:
         raise UserError(f"--start-from needs --start-level L: {Path(run_dir) / BASIS_FILE} records no start_level")
+    if args.start_level is None and args.refine_levels not in (None, recorded.get("refine_levels", 1)):
+        log.warning("start level %d of %s counts the levels of --refine-levels %s; with --refine-levels %d pass "
+                    "--start-level", level, Path(run_dir) / BASIS_FILE, recorded.get("refine_levels", 1), args.refine_levels)
     separator.check_start_level(level)
     sigmas = separator.config.sigma_levels
     log.info("starting from %s at level %d of %d (σ %.3g), %d of %d levels annealed", args.start_from, level,

@@ -328,3 +328,19 @@ def test_the_bench_row_started_from_nmf_needs_ncsn_priors_and_nmf_before_any_wor
         with pytest.raises(UserError, match=message):
             bench_separation.main(["--data", str(tmp_path / "data"), "--out", str(tmp_path / "out"), *argv])
     assert not (tmp_path / "out").exists()
+
+
+def test_the_start_level_comes_from_the_flag_else_basis_json_and_warns_under_other_refined_levels(tmp_path, caplog):
+    import argparse
+    from types import SimpleNamespace
+    (tmp_path / "basis.json").write_text(json.dumps({"start_level": 16, "refine_levels": 4}))
+    separator = SimpleNamespace(check_start_level=lambda level: None,
+                                config=SimpleNamespace(sigma_levels=tuple(np.geomspace(1, 0.01, 37))))
+    def level(**flags):
+        args = argparse.Namespace(**{"start_from": "est", "start_level": None, "refine_levels": None, **flags})
+        return run_basis_sep.start_level_of(args, tmp_path, separator)
+    caplog.set_level("WARNING", logger="basis")
+    assert level() == 16 and level(start_level=3) == 3 and level(refine_levels=4) == 16
+    assert "pass --start-level" not in caplog.text
+    assert level(refine_levels=2) == 16 and "counts the levels of --refine-levels 4; with --refine-levels 2" in caplog.text
+    assert run_basis_sep.start_level_of(argparse.Namespace(start_from=None, start_level=None), tmp_path, separator) == 0
