@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import pipeline  # noqa: F401  (sets TensorFlow's environment, e.g. oneDNN, before TensorFlow loads)
 import tensorflow as tf
 
 from pipeline.errors import UserError, read_json

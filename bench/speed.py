@@ -39,6 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import pipeline  # noqa: E402,F401  (sets TensorFlow's environment, e.g. oneDNN, before TensorFlow loads)
 import tensorflow as tf  # noqa: E402
 
 import train_utils  # noqa: E402

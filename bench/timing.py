@@ -11,6 +11,7 @@ import statistics
 import time
 from pathlib import Path
 
+import pipeline  # noqa: F401  (sets TensorFlow's environment, e.g. oneDNN, before TensorFlow loads)
 import tensorflow as tf
 
 

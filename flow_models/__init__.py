@@ -5,3 +5,4 @@ Modules: ``flow_ops`` (the layer arithmetic), ``flow_tfp_bijectors`` (the biject
 ``flow_builder`` (the :class:`~flow_models.flow_builder.Flow` distribution and loaders), ``config``,
 ``training`` (datasets, loss and figures shared by the training scripts), ``utils``.
 """
+import pipeline  # noqa: F401  (sets TensorFlow's environment, e.g. oneDNN, before TensorFlow loads)

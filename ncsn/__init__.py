@@ -9,6 +9,8 @@ For separation (BASIS)::
     score = model(x, sigma_index)                           # x [B, H, W, C], sigma_index int [B] or scalar
     model.sigma_levels                                      # [L] σ_1 > … > σ_L, as in config.json
 """
+import pipeline  # noqa: F401  (sets TensorFlow's environment, e.g. oneDNN, before TensorFlow loads)
+
 from ncsn.config import NCSNConfig, SamplerConfig
 from ncsn.model import ScoreNetwork
 from ncsn.sampling import AnnealedLangevin, draw_samples, initial_samples

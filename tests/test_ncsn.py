@@ -169,3 +169,15 @@ def test_random_dsm_loss_is_deterministic_in_its_seed_and_per_example():
     b = random_dsm_loss(model, x, model.sigma_levels, seed).numpy()
     c = random_dsm_loss(model, x, model.sigma_levels, tf.constant([3, 5])).numpy()
     assert a.shape == (5,) and np.array_equal(a, b) and not np.allclose(a, c)
+
+
+def test_dilated_convolutions_have_a_filter_gradient_equal_to_the_atrous_form():
+    """NCSN's dilated 3x3 convs train on every x86 CPU (pipeline/__init__.py turns TensorFlow's oneDNN kernels on:
+    without them an AVX2-only CPU has no filter gradient for dilation > 1)."""
+    x = tf.random.stateless_normal([2, 12, 12, 3], [0, 1])
+    w = tf.Variable(tf.random.stateless_normal([3, 3, 3, 4], [0, 2]))
+    with tf.GradientTape(persistent=True) as tape:
+        dilated = tf.reduce_sum(tf.nn.conv2d(x, w, 1, "SAME", dilations=2) ** 2)
+        atrous = tf.reduce_sum(tf.nn.atrous_conv2d(x, w, 2, "SAME") ** 2)
+    np.testing.assert_allclose(dilated.numpy(), atrous.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(dilated, w).numpy(), tape.gradient(atrous, w).numpy(), rtol=1e-4, atol=1e-3)
