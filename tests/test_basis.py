@@ -23,7 +23,16 @@ def exact_posterior(means, variances, mixture, gamma, sigma):
     return np.array(out_mean).T, np.array(out_var).T          # [2, n_pixels]
 
 
-def test_gaussian_priors_recover_the_posterior_of_a_linear_mixture():
+def two_gaussian_priors(shape, sigmas):
+    """Constant Gaussian priors N(0.3, 0.02) and N(0.7, 0.02) on ``shape``."""
+    return [GaussianPrior(np.full(shape, 0.3, np.float32), np.full(shape, 0.02, np.float32), sigmas),
+            GaussianPrior(np.full(shape, 0.7, np.float32), np.full(shape, 0.02, np.float32), sigmas)]
+
+
+def gaussian_posterior_case():
+    """Two random Gaussian priors on 2 x 2 pixels, a BASIS separator with a long schedule, one mixture repeated
+    for 4000 chains, and the exact posterior mean and variance at σ_L: ``(separator, means, mixture,
+    mixture_value, (mean, var))``."""
     rng = np.random.default_rng(0)
     shape = (2, 2, 1)
     means = [rng.uniform(0.2, 0.8, shape).astype(np.float32) for _ in range(2)]
@@ -34,10 +43,14 @@ def test_gaussian_priors_recover_the_posterior_of_a_linear_mixture():
                          clip=(-10.0, 10.0))
     separator = BasisSeparator(priors, MeanMixing(), config)
     mixture_value = rng.uniform(0.3, 0.7, shape).astype(np.float32)
-    n_chains = 4000
-    mixture = np.broadcast_to(mixture_value, (n_chains, *shape))
+    mixture = np.broadcast_to(mixture_value, (4000, *shape))
+    exact = exact_posterior(means, variances, mixture_value, gamma=sigmas[-1], sigma=sigmas[-1])
+    return separator, means, mixture, mixture_value, exact
+
+
+def test_gaussian_priors_recover_the_posterior_of_a_linear_mixture():
+    separator, _, mixture, mixture_value, (mean, var) = gaussian_posterior_case()
     sources = separator.separate(mixture, seed=1).numpy()
-    mean, var = exact_posterior(means, variances, mixture_value, gamma=sigmas[-1], sigma=sigmas[-1])
     estimated_mean = sources.mean(axis=1).reshape(2, -1)
     estimated_var = sources.var(axis=1).reshape(2, -1)
     np.testing.assert_allclose(estimated_mean, mean, atol=0.01)
@@ -48,9 +61,8 @@ def test_gaussian_priors_recover_the_posterior_of_a_linear_mixture():
 
 def test_separation_is_deterministic_by_seed():
     sigmas = (1.0, 0.1, 0.01)
-    priors = [GaussianPrior(np.full((2, 2, 1), 0.3, np.float32), np.full((2, 2, 1), 0.02, np.float32), sigmas),
-              GaussianPrior(np.full((2, 2, 1), 0.7, np.float32), np.full((2, 2, 1), 0.02, np.float32), sigmas)]
-    separator = BasisSeparator(priors, MeanMixing(), BasisConfig(sigma_levels=sigmas, n_steps_per_level=5))
+    separator = BasisSeparator(two_gaussian_priors((2, 2, 1), sigmas), MeanMixing(),
+                               BasisConfig(sigma_levels=sigmas, n_steps_per_level=5))
     mixture = np.full((3, 2, 2, 1), 0.5, np.float32)
     a, b, c = (separator.separate(mixture, seed=s).numpy() for s in (4, 4, 5))
     np.testing.assert_array_equal(a, b)
@@ -219,27 +231,12 @@ def test_a_diverged_batch_is_reported_by_its_first_items_and_a_count():
         check_finite(estimates, [f"pair {i}" for i in range(6)], separator)
 
 
-def two_gaussian_priors(shape, sigmas):
-    return [GaussianPrior(np.full(shape, 0.3, np.float32), np.full(shape, 0.02, np.float32), sigmas),
-            GaussianPrior(np.full(shape, 0.7, np.float32), np.full(shape, 0.02, np.float32), sigmas)]
-
 
 def test_chains_started_from_estimates_still_reach_the_exact_posterior():
     """Started at level 5 of 10 from the sources swapped (a wrong assignment), the chains forget their start."""
-    rng = np.random.default_rng(0)
-    shape = (2, 2, 1)
-    means = [rng.uniform(0.2, 0.8, shape).astype(np.float32) for _ in range(2)]
-    variances = [rng.uniform(0.01, 0.05, shape).astype(np.float32) for _ in range(2)]
-    sigmas = tuple(np.geomspace(1.0, 0.01, 10))
-    priors = [GaussianPrior(m, v, sigmas) for m, v in zip(means, variances)]
-    config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=200, step_lr=1e-4, final_denoise=False, clip=(-10.0, 10.0))
-    separator = BasisSeparator(priors, MeanMixing(), config)
-    mixture_value = rng.uniform(0.3, 0.7, shape).astype(np.float32)
-    n_chains = 4000
-    mixture = np.broadcast_to(mixture_value, (n_chains, *shape))
-    start = np.broadcast_to(np.stack(means[::-1])[:, None], (2, n_chains, *shape))
+    separator, means, mixture, _, (mean, var) = gaussian_posterior_case()
+    start = np.broadcast_to(np.stack(means[::-1])[:, None], (2, *mixture.shape))
     sources = separator.separate(mixture, seed=1, start=start, start_level=5).numpy()
-    mean, var = exact_posterior(means, variances, mixture_value, gamma=sigmas[-1], sigma=sigmas[-1])
     np.testing.assert_allclose(sources.mean(axis=1).reshape(2, -1), mean, atol=0.01)
     np.testing.assert_allclose(sources.var(axis=1).reshape(2, -1), var, rtol=0.2)
 
