@@ -71,9 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "or as it is (raw, as the paper; centre-preprocessed flows only) (default: the prior run's "
                    "basis.json, else clip)")
     w = p.add_argument_group("start from other estimates (melspec; results/warm_start/)")
-    w.add_argument("--start-from", metavar="DIR", help="another method's estimates, {piano,violin}/<mixture name>.wav "
-                   "(e.g. `python -m separation.nmf separate --out DIR`): the chains start at their mels plus noise "
-                   "of σ at --start-level and anneal from that level on, instead of from noise at σ_1")
+    w.add_argument("--start-from", metavar="FROM", help="the chains start at another method's estimates' mels plus "
+                   "noise of σ at --start-level and anneal from that level on, instead of from noise at σ_1. FROM: "
+                   "`nmf` (the shipped supervised NMF, pretrained/nmf/model.npz, run first on the input), an NMF model "
+                   "file (.npz, from `python -m separation.nmf train`), or a folder of estimates, "
+                   "{piano,violin}/<mixture name>.wav")
     w.add_argument("--start-level", type=int, metavar="L", help="with --start-from: the level the chains join the "
                    "schedule at, 0-based (the first L levels are skipped; default: the prior run's basis.json)")
     p.add_argument("--batch-size", type=int, default=16, help="patches or image pairs per compiled call (mel: at most; "
@@ -181,8 +183,9 @@ def separate_melspec(args) -> None:
         raise UserError(f"{args.piano}: prior models {priors[0].image_shape}, not mel patches ({cfg.n_mels}, {cfg.patch_frames}, 1)")
     separator = make_separator(priors, MelDbMixing(cfg), args, args.piano)
     start_level = start_level_of(args, args.piano, separator)
+    start_from = start_folder(args.start_from, sorted(files)[shard[0]::shard[1]], args.out)
     outputs = separate_folder(files, args.out, separator, cfg, args.batch_size, args.hop_frames, args.seed, shard=shard,
-                              start_from=args.start_from, start_level=start_level)
+                              start_from=start_from, start_level=start_level)
     what = f"shard {shard[0]}/{shard[1]}: " if shard[1] > 1 else ""
     print(f"{what}separated {len(outputs)} mixture(s) into {args.out}; next: python melspec_inversion_basis.py --sep {args.out} --out ...")
 
@@ -206,6 +209,31 @@ def start_level_of(args, run_dir: str | Path, separator) -> int:
     log.info("starting from %s at level %d of %d (σ %.3g), %d of %d levels annealed", args.start_from, level,
              len(sigmas), sigmas[level], len(sigmas) - level, len(sigmas))
     return int(level)
+
+
+SHIPPED_START = "nmf"
+START_CACHE = "_start"           # OUT/_start/nmf-<model digest>/: the estimates an NMF model made to start from
+
+
+def start_folder(start_from: str | None, files: Sequence[Path], out: str | Path) -> str | None:
+    """The folder of estimates ``--start-from`` names: itself, or, for ``nmf`` or an NMF model file, the folder
+    under ``OUT/_start/`` where that model's estimates of ``files`` are made (only the missing ones)."""
+    from separation import nmf
+    if start_from is None:
+        return None
+    if start_from == SHIPPED_START:
+        if Path(start_from).is_dir():
+            raise UserError(f"--start-from {start_from}: ambiguous, ./{start_from} is a folder; pass ./{start_from} for "
+                            f"its estimates or {nmf.SHIPPED_MODEL} for the shipped NMF")
+        model = nmf.SHIPPED_MODEL
+    elif Path(start_from).is_file():
+        model = Path(start_from)
+    else:
+        return start_from
+    if START_CACHE in {Path(f).stem for f in files}:
+        raise UserError(f"a mixture named {START_CACHE}: its output folder would be OUT/{START_CACHE}/, where the NMF "
+                        "estimates to start from go; rename it")
+    return str(nmf.estimates_for(model, files, Path(out) / START_CACHE))
 
 
 def mel_config_of(run_dir: str | Path):

@@ -40,6 +40,7 @@ from pipeline.masks import apply_masks, ratio_masks
 from pipeline.mel import MelConfig, istft, stft
 
 SOURCES = ("piano", "violin")
+SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "nmf" / "model.npz"   # pretrained/nmf/MODEL.md
 MODEL_FORMAT = "basis-nmf-1"
 
 
@@ -200,9 +201,14 @@ def separate(mixture: np.ndarray, model: NMFModel) -> np.ndarray:
 
 def separate_folder(model: NMFModel, data_dir: str | Path, out_dir: str | Path, progress: bool = True) -> dict:
     """Separate every mixture of ``data_dir`` (``mix/*.wav`` or ``*.wav``) into ``out_dir/{piano,violin}/NAME.wav``."""
-    from tqdm import tqdm
     from separation.audio import mixture_files
-    files = mixture_files(data_dir)
+    return separate_files(model, mixture_files(data_dir), out_dir, progress)
+
+
+def separate_files(model: NMFModel, files: Sequence[Path], out_dir: str | Path, progress: bool = True) -> dict:
+    """Separate the mixture wavs ``files`` into ``out_dir/{piano,violin}/NAME.wav``; writes and returns the
+    timing summary ``out_dir/nmf.json``."""
+    from tqdm import tqdm
     elapsed, audio_seconds = 0.0, 0.0
     for path in tqdm(files, desc="NMF separate", disable=not progress):
         mixture = load_audio(path, model.config.sample_rate)
@@ -213,14 +219,30 @@ def separate_folder(model: NMFModel, data_dir: str | Path, out_dir: str | Path, 
         elapsed += time.perf_counter() - start
         audio_seconds += len(mixture) / model.config.sample_rate
         for source, estimate in zip(SOURCES, estimates):
-            save_audio(Path(out_dir) / source / f"{path.stem}.wav", estimate, model.config.sample_rate)
+            save_audio(Path(out_dir) / source / f"{Path(path).stem}.wav", estimate, model.config.sample_rate)
     summary = {"mixtures": len(files), "audio_seconds": audio_seconds, "seconds": elapsed,
-               "seconds_per_audio_second": elapsed / audio_seconds, "config": dataclasses.asdict(model.config)}
+               "seconds_per_audio_second": elapsed / max(audio_seconds, 1e-9), "config": dataclasses.asdict(model.config)}
     with atomic_output(Path(out_dir) / "nmf.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1) + "\n")
     log.info("NMF separated %d mixtures (%.1f s of audio) in %.1f s (%.4f s per second of audio)",
              len(files), audio_seconds, elapsed, summary["seconds_per_audio_second"])
     return summary
+
+
+def estimates_for(model_path: str | Path, files: Sequence[Path], cache_root: str | Path, progress: bool = True) -> Path:
+    """A folder of this model's estimates of ``files``, ``{piano,violin}/<stem>.wav``, for BASIS to start from.
+
+    The folder is ``cache_root/nmf-<first 10 hex digits of the model file's SHA-1>``, so another model never
+    re-uses these estimates; only the files without both estimates there are separated (a rerun resumes)."""
+    import hashlib
+    model_path = Path(model_path)
+    model = NMFModel.load(model_path)
+    folder = Path(cache_root) / f"nmf-{hashlib.sha1(model_path.read_bytes()).hexdigest()[:10]}"
+    missing = [Path(f) for f in files if not all((folder / s / f"{Path(f).stem}.wav").is_file() for s in SOURCES)]
+    if missing:
+        log.info("NMF (%s): estimates of %d mixture(s) to start from, in %s", model_path, len(missing), folder)
+        separate_files(model, missing, folder, progress)
+    return folder
 
 
 # -------------------------------------------------------------------------------------------- CLI

@@ -344,3 +344,54 @@ def test_the_start_level_comes_from_the_flag_else_basis_json_and_warns_under_oth
     assert "pass --start-level" not in caplog.text
     assert level(refine_levels=2) == 16 and "counts the levels of --refine-levels 4; with --refine-levels 2" in caplog.text
     assert run_basis_sep.start_level_of(argparse.Namespace(start_from=None, start_level=None), tmp_path, separator) == 0
+
+
+def test_a_start_from_an_nmf_model_separates_with_it_first_and_reuses_its_estimates(mel_priors, rendered, tmp_path):
+    """``--start-from MODEL.npz``: NMF's estimates go to OUT/_start/nmf-<model digest>/ and the chains start at their
+    mels; a rerun neither redoes NMF nor BASIS; another model starts other estimates and redoes BASIS."""
+    from pipeline.mel import mel_basis, mel_scaled
+    from separation.audio import TARGET_RMS_DB, prepare_mixture
+    from separation.nmf import NMFConfig, NMFModel
+    inputs = short_mixtures(rendered, tmp_path / "in")
+    config = NMFConfig(n_components=4)
+    rng = np.random.default_rng(0)
+    for name in ("one", "two"):
+        atoms = {s: rng.uniform(0.1, 1.0, (config.n_fft // 2 + 1, 4)) for s in ("piano", "violin")}
+        NMFModel(config, {s: a / a.sum(axis=0) for s, a in atoms.items()}, {}).save(tmp_path / f"{name}.npz")
+    args = sep_args(mel_priors, inputs, tmp_path / "out", "--start-level", "9", "--step-lr", "1e-9", "--no-denoise")
+    assert run_basis_sep.main(args + ["--start-from", str(tmp_path / "one.npz")]) == 0
+    folders = sorted((tmp_path / "out" / "_start").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("nmf-")
+    meta = json.loads((tmp_path / "out" / "b" / "meta.json").read_text())
+    assert meta["start_from"] == str(folders[0].resolve()) and meta["start_level"] == 9
+    cfg = MelConfig()
+    mixture = prepare_mixture(inputs / "b.wav", cfg, mel_basis(cfg), TARGET_RMS_DB)
+    audio, _ = sf.read(folders[0] / "piano" / "b.wav")
+    expected = mel_scaled(audio * mixture.gain, cfg, mel_basis(cfg))
+    assert np.abs(np.load(tmp_path / "out" / "b" / "piano.npy") - expected).mean() < 0.02
+    stamps = [p.stat().st_mtime_ns for p in (folders[0] / "piano" / "b.wav", tmp_path / "out" / "b" / "meta.json")]
+    assert run_basis_sep.main(args + ["--start-from", str(tmp_path / "one.npz")]) == 0
+    assert [p.stat().st_mtime_ns for p in (folders[0] / "piano" / "b.wav", tmp_path / "out" / "b" / "meta.json")] == stamps
+    assert run_basis_sep.main(args + ["--start-from", str(tmp_path / "two.npz")]) == 0
+    other = sorted(set((tmp_path / "out" / "_start").iterdir()) - set(folders))
+    assert len(other) == 1
+    assert json.loads((tmp_path / "out" / "b" / "meta.json").read_text())["start_from"] == str(other[0].resolve())
+
+
+def test_start_from_nmf_means_the_shipped_model_unless_a_folder_has_that_name(rendered, tmp_path, monkeypatch):
+    import hashlib
+    from separation import nmf
+    inputs = short_mixtures(rendered, tmp_path / "in")
+    files = sorted(inputs.glob("*.wav"))
+    folder = Path(run_basis_sep.start_folder("nmf", files[:1], tmp_path / "out"))
+    assert folder == tmp_path / "out" / "_start" / f"nmf-{hashlib.sha1(nmf.SHIPPED_MODEL.read_bytes()).hexdigest()[:10]}"
+    for source in ("piano", "violin"):
+        estimate, _ = sf.read(folder / source / "a.wav")
+        assert len(estimate) == len(sf.read(files[0])[0]) and np.abs(estimate).max() > 0
+    assert run_basis_sep.start_folder(str(tmp_path / "est"), files, tmp_path / "out") == str(tmp_path / "est")
+    with pytest.raises(UserError, match="a mixture named _start"):
+        run_basis_sep.start_folder("nmf", [tmp_path / "_start.wav"], tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nmf").mkdir()
+    with pytest.raises(UserError, match=r"--start-from nmf: ambiguous, \./nmf is a folder"):
+        run_basis_sep.start_folder("nmf", files, tmp_path / "out")
