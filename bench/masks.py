@@ -8,7 +8,7 @@ folders that ``run_basis_sep.py`` / ``bench/separation.py`` wrote and re-runs an
 separation), scores everything with BSS Eval v4, and writes ``OUT/masks.md`` / ``.json``.
 
     python bench/masks.py --data data/demo/wav/test --sep BASIS-ncsn=results/demo/estimates/_mels_BASIS-ncsn \\
-        --nmf-model results/demo/estimates/_nmf_model.npz --exponents 1 2 3 4 --out results/masks
+        --nmf-model pretrained/nmf/model.npz --exponents 1 2 3 4 --out results/masks
 """
 from __future__ import annotations
 

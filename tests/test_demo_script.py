@@ -62,3 +62,16 @@ def test_ncsn_priors_add_the_row_started_from_nmf_and_flows_alone_do_not(tmp_pat
     assert with_ncsn.returncode == 0 and flows.returncode == 0, with_ncsn.stderr + flows.stderr
     assert "pretrained/glow_violin --from-nmf" in with_ncsn.stdout and "and BASIS-NCSN started from NMF" in with_ncsn.stdout
     assert "--from-nmf" not in flows.stdout and "started from NMF" not in flows.stdout
+
+
+def test_the_nmf_row_uses_the_shipped_model_of_the_default_config(tmp_path):
+    """The demo separates with pretrained/nmf/model.npz instead of training NMF; that model must be what
+    ``python -m separation.nmf train`` makes now (MODEL.md): the defaults of NMFConfig, on the demo's training split."""
+    from separation.nmf import NMFConfig, NMFModel
+    run = demo(tmp_path, "ncsn")
+    assert run.returncode == 0, run.stderr
+    assert "--nmf-model pretrained/nmf/model.npz" in run.stdout and "--nmf-train" not in run.stdout
+    model = NMFModel.load(ROOT / "pretrained" / "nmf" / "model.npz")
+    assert model.config == NMFConfig()
+    assert Path(model.info["wav_dir"]).name == "wav" and Path(model.info["wav_dir"]).parent.name == "demo"
+    assert [model.info[s]["files"] for s in ("piano", "violin")] == [12, 12]
