@@ -117,10 +117,16 @@ def image_rows(args) -> tuple[list[dict], dict]:
     chains = np.concatenate([c for c, _ in recorder.records], axis=2)                  # [S, K, N, ...]
     nll = np.concatenate([n for _, n in recorder.records], axis=2)                     # [R + 1, K, N]
     psnr = np.stack([pair_psnr(truth, chains[:, c]) for c in range(args.chains)])      # [K, N]
+    rankings = {recorder.ranking_label(r): nll[r] for r in range(len(nll))}             # label -> [K, N] nats
+    judge_nll = None
+    if args.judge_glow:                 # another prior family as the judge of the NCSN's chains (exact density)
+        judge_nll = flow_neg_log_densities(args.judge_glow, chains)
+        rankings.update({"glow judge": judge_nll, "final + glow judge": nll[-1] + judge_nll})
     rows = []
-    for k, ranking in selections(recorder):
-        picked = psnr[nll[ranking, :k].argmin(axis=0), np.arange(psnr.shape[1])]
-        rows.append({"chains": k, "ranked": recorder.ranking_label(ranking), "picked_mean": float(picked.mean()),
+    for k, label in [(1, recorder.ranking_label(len(nll) - 1))] + [(k, label) for k in range(2, args.chains + 1)
+                                                                  for label in rankings]:
+        picked = psnr[rankings[label][:k].argmin(axis=0), np.arange(psnr.shape[1])]
+        rows.append({"chains": k, "ranked": label, "picked_mean": float(picked.mean()),
                      "picked_median": float(np.median(picked)), "single_chain_mean": float(psnr[:k].mean()),
                      "oracle_best_mean": float(psnr[:k].max(axis=0).mean())})
     extra = {"checkpoint": str(args.checkpoint), "dataset": args.dataset, "n_pairs": args.n_pairs, "seed": args.seed,
@@ -128,7 +134,25 @@ def image_rows(args) -> tuple[list[dict], dict]:
                        "gamma_scale": separator.config.gamma_scale,
                        "selection_draws": separator.config.selection_draws},
              "separation_seconds": seconds, "psnr": np.round(psnr, 3).tolist(), "nll": np.round(nll, 2).tolist()}
+    if judge_nll is not None:
+        extra.update(judge_glow=str(args.judge_glow), judge_nll=np.round(judge_nll, 2).tolist())
+    if args.save_chains:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(Path(args.out) / "chains.npz", chains=chains, truth=truth, mixtures=mixtures)
     return rows, extra
+
+
+def flow_neg_log_densities(run_dir: str | Path, chains: np.ndarray, batch: int = 256) -> np.ndarray:
+    """Σ over sources of a flow's exact −log p (nats) of every chain: ``chains [S, K, N, H, W, C]`` → ``[K, N]``.
+    The images are zero-padded to the flow's size (a multi-scale flow on MNIST models 32 × 32)."""
+    import tensorflow as tf
+    from pipeline.image_datasets import pad_images
+    from separation.priors import load_prior
+    prior = load_prior("glow", run_dir)
+    flat = pad_images(chains.reshape(-1, *chains.shape[3:]), prior.image_shape[0]).astype(np.float32)
+    nll = np.concatenate([prior.neg_log_density(tf.constant(flat[i:i + batch]), None).numpy()
+                          for i in range(0, len(flat), batch)])
+    return nll.reshape(chains.shape[:3]).sum(axis=0)
 
 
 def image_table(rows: list[dict]) -> str:
@@ -191,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     images.add_argument("--data-dir", help="folder holding mnist.npz / cifar-10-batches-py")
     images.add_argument("--n-pairs", type=int, default=32)
     images.add_argument("--batch-size", type=int, default=32, help="pairs per call (each call runs K times as many)")
+    images.add_argument("--judge-glow", metavar="RUN", help="also rank the chains by this Glow's exact −log p, alone "
+                        "and added to the NCSN bound (rows 'glow judge', 'final + glow judge'), e.g. pretrained/glow_mnist")
+    images.add_argument("--save-chains", action="store_true", help="write every chain, the truth and the mixtures "
+                        "to OUT/chains.npz")
     mel = sub.add_parser("melspec", help="a folder of {mix,piano,violin}/*.wav triplets")
     mel.add_argument("--data", required=True, help="folder with {mix,piano,violin}/*.wav")
     mel.add_argument("--piano", default=str(PRETRAINED / "ncsn_piano"), help="NCSN run folder of the piano prior")
