@@ -63,3 +63,25 @@ def test_chains_flag_reaches_the_separation_and_its_report(tiny_ncsn_run, tmp_pa
                                "--selection-draws", "2", "--select-after-levels", "4"]) == 0
     report = json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())
     assert (report["n_chains"], report["selection_draws"], report["select_after_levels"]) == (3, 2, 4)
+
+
+def test_a_glow_judges_the_chains_by_its_exact_density_of_the_saved_chains(tiny_ncsn_run, tmp_path):
+    import tensorflow as tf
+    from flow_models.flow_builder import load_flow
+    from pipeline.image_datasets import pad_images
+    glow = chains.PRETRAINED / "glow_mnist"
+    assert chains.main(["images", "--checkpoint", str(tiny_ncsn_run), "--dataset", "digits", "--n-pairs", "4",
+                        "--batch-size", "4", "--chains", "2", "--steps", "1", "--selection-draws", "2",
+                        "--judge-glow", str(glow), "--save-chains", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "chains.json").read_text())
+    psnr, nll, judge = np.array(report["psnr"]), np.array(report["nll"]), np.array(report["judge_nll"])
+    saved = np.load(tmp_path / "chains.npz")["chains"]                              # [S, K, N, 8, 8, 1]
+    assert saved.shape[:3] == (2, 2, 4) and judge.shape == (2, 4)
+    flow = load_flow(glow)
+    direct = -flow.log_prob(tf.constant(pad_images(np.clip(saved.reshape(-1, 8, 8, 1), 0, 1), 32))).numpy()
+    np.testing.assert_allclose(judge, direct.reshape(2, 2, 4).sum(axis=0), rtol=1e-4, atol=0.05)
+    rankings = {"final": nll[-1], "glow judge": judge, "final + glow judge": nll[-1] + judge}
+    assert [r["ranked"] for r in report["rows"]] == ["final", *rankings]
+    for row in report["rows"][1:]:
+        picked = psnr[rankings[row["ranked"]].argmin(axis=0), np.arange(4)]
+        assert np.isclose(row["picked_mean"], picked.mean(), atol=2e-3)
