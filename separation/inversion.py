@@ -41,6 +41,7 @@ from pipeline.audio_io import atomic_output, load_audio, save_audio
 from pipeline.errors import UserError, log, read_json
 from pipeline.masks import MEL_INVERSES, apply_masks, fill_uncovered_bins, mel_to_linear_power, ratio_masks
 from pipeline.mel import MelConfig, db_to_power, istft, mel_basis, stft, unscale_db
+from separation.nmf import START_DIR
 
 SOURCES = ("piano", "violin")
 ROUTES = ("wiener", "magnitude", "griffinlim")
@@ -153,7 +154,8 @@ def list_separated(sep_dir: str | Path) -> list[Path]:
     if shards.is_dir() and not (sep_dir / "index.json").is_file():
         raise UserError(f"{sep_dir}: not every --shard has finished (records in {shards}: "
                         f"{', '.join(sorted(p.name for p in shards.glob('*.json'))) or 'none'}); run the missing shards first")
-    folders = sorted(p for p in sep_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p != shards)
+    skipped = {shards, sep_dir / START_DIR}                   # shard records; NMF estimates BASIS started from
+    folders = sorted(p for p in sep_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p not in skipped)
     if not folders:
         raise UserError(f"{sep_dir}: no per-mixture folders (<stem>/piano.npy, violin.npy, meta.json) in it")
     for folder in folders:

@@ -41,6 +41,7 @@ from pipeline.mel import MelConfig, istft, stft
 
 SOURCES = ("piano", "violin")
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "pretrained" / "nmf" / "model.npz"   # pretrained/nmf/MODEL.md
+START_DIR = "_start"     # OUT/_start/nmf-<digest>/ of a separation: the estimates BASIS started from (estimates_for)
 MODEL_FORMAT = "basis-nmf-1"
 
 

@@ -376,6 +376,8 @@ def test_a_start_from_an_nmf_model_separates_with_it_first_and_reuses_its_estima
     other = sorted(set((tmp_path / "out" / "_start").iterdir()) - set(folders))
     assert len(other) == 1
     assert json.loads((tmp_path / "out" / "b" / "meta.json").read_text())["start_from"] == str(other[0].resolve())
+    assert melspec_inversion_basis.main(["--sep", str(tmp_path / "out"), "--out", str(tmp_path / "wav")]) == 0
+    assert sorted(p.name for p in (tmp_path / "wav").iterdir() if p.is_dir()) == ["a", "b"]   # not _start
 
 
 def test_start_from_nmf_means_the_shipped_model_unless_a_folder_has_that_name(rendered, tmp_path, monkeypatch):
