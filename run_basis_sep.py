@@ -7,6 +7,10 @@ separated into piano and violin mel spectrograms, written under ``--out/<name>/`
     python run_basis_sep.py --dataset melspec --prior ncsn --piano pretrained/ncsn_piano \\
         --violin pretrained/ncsn_violin --input my_mixtures/ --out results/sep
 
+``--start-from nmf`` first separates the input with the shipped NMF model and starts the chains at its
+estimates (results/warm_start/: +2.0 / +2.9 dB SDR per track piano / violin over starting from noise, 35
+track-draws of four test sets).
+
 Images (``--dataset digits|mnist_subset|mnist|cifar10``): mixtures (x_1 + x_2) / 2 of test images are
 separated with one prior (``--checkpoint``) for both sources; prints PSNR (best ordering) and writes a
 figure and a JSON report under ``--out``.
