@@ -8,7 +8,7 @@ separated into piano and violin mel spectrograms, written under ``--out/<name>/`
         --violin pretrained/ncsn_violin --input my_mixtures/ --out results/sep
 
 ``--start-from nmf`` first separates the input with the shipped NMF model and starts the chains at its
-estimates (results/warm_start/: +2.0 / +2.9 dB SDR per track piano / violin over starting from noise, 35
+estimates (results/warm_start/: +1.5 / +2.1 dB SDR per track piano / violin over starting from noise, 70
 track-draws of four test sets).
 
 Images (``--dataset digits|mnist_subset|mnist|cifar10``): mixtures (x_1 + x_2) / 2 of test images are
