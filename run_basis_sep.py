@@ -222,7 +222,6 @@ def start_folder(start_from: str | None, files: Sequence[Path], out: str | Path)
     """The folder of estimates ``--start-from`` names: itself, or, for ``nmf`` or an NMF model file, the folder
     under ``OUT/_start/`` where that model's estimates of ``files`` are made (only the missing ones)."""
     from separation import nmf
-    from separation.nmf import START_DIR
     if start_from is None:
         return None
     if start_from == SHIPPED_START:
@@ -234,10 +233,10 @@ def start_folder(start_from: str | None, files: Sequence[Path], out: str | Path)
         model = Path(start_from)
     else:
         return start_from
-    if START_DIR in {Path(f).stem for f in files}:
-        raise UserError(f"a mixture named {START_DIR}: its output folder would be OUT/{START_DIR}/, where the NMF "
-                        "estimates to start from go; rename it")
-    return str(nmf.estimates_for(model, files, Path(out) / START_DIR))
+    if nmf.START_DIR in {Path(f).stem for f in files}:
+        raise UserError(f"a mixture named {nmf.START_DIR}: its output folder would be OUT/{nmf.START_DIR}/, where the "
+                        "NMF estimates to start from go; rename it")
+    return str(nmf.estimates_for(model, files, Path(out) / nmf.START_DIR))
 
 
 def mel_config_of(run_dir: str | Path):

@@ -237,7 +237,7 @@ def estimates_for(model_path: str | Path, files: Sequence[Path], cache_root: str
     re-uses these estimates; only the files without both estimates there are separated (a rerun resumes)."""
     import hashlib
     model_path = Path(model_path)
-    model = NMFModel.load(model_path)
+    model = NMFModel.load(model_path)          # checks the file before the digest names a folder after it
     folder = Path(cache_root) / f"nmf-{hashlib.sha1(model_path.read_bytes()).hexdigest()[:10]}"
     missing = [Path(f) for f in files if not all((folder / s / f"{Path(f).stem}.wav").is_file() for s in SOURCES)]
     if missing:
