@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "there (NCSN priors; the density bound adds about 0.13x the separation time)")
     g.add_argument("--stitch-temperature", type=float, metavar="NATS", help="with --stitch select: overlapping "
                    "patches weigh exp(-(their bound over the overlap) / NATS); near 0: a hard pick")
+    g.add_argument("--score-rms-limit", type=float, metavar="C", help="scale each source's prior score down where "
+                   "σ·RMS(score) > C (a smoothed density's is at most about 1; a clean flow's is 10^2-10^5 times that: "
+                   "results/flows/) (default: the prior run's basis.json, else no cap)")
+    g.add_argument("--box-pull", action=argparse.BooleanOptionalAction, default=None, help="flows scoring the "
+                   "chain's projection onto [0, 1] (--flow-inputs clip): add the smoothed box's pull -(x - clip(x))/σ² "
+                   "back into it (default: the prior run's basis.json, else off)")
     g.add_argument("--no-denoise", action="store_true", help="skip the final Tweedie denoising step (NCSN)")
     g.add_argument("--flow-inputs", choices=FLOW_INPUTS, help="flows: score the chain projected onto [0, 1] (clip) "
                    "or as it is (raw, as the paper; centre-preprocessed flows only) (default: the prior run's "
@@ -107,7 +113,8 @@ def schedule_of(priors, args) -> tuple[float, ...]:
 
 STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
                  "chains": "n_chains", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels",
-                 "stitch": "stitch", "stitch_temperature": "stitch_temperature"}
+                 "stitch": "stitch", "stitch_temperature": "stitch_temperature", "score_rms_limit": "score_rms_limit",
+                 "box_pull": "box_pull"}
 BASIS_FILE = "basis.json"
 
 
@@ -152,10 +159,11 @@ def step_settings(args, run_dir: str | Path) -> dict:
     settings = {field: getattr(args, flag) if getattr(args, flag) is not None else tuned.get(field, getattr(BasisConfig, field))
                 for flag, field in STEP_SETTINGS.items()}
     early = settings["select_after_levels"]
-    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s, %s stitching%s", settings["n_steps_per_level"],
+    cap = settings["score_rms_limit"]
+    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s, %s stitching%s%s", settings["n_steps_per_level"],
              settings["step_lr"], settings["gamma_scale"], settings["init"], settings["n_chains"],
              f", ranked after {early} levels" if settings["n_chains"] > 1 and early is not None else "",
-             settings["stitch"],
+             settings["stitch"], "" if cap is None else f", score capped at σ·RMS {cap:g}",
              f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
     return settings
 

@@ -72,13 +72,17 @@ def run_nmf(data_dir: Path, est_root: Path, train_wav: str | None, model: str | 
 def basis_flags(args, kind: str) -> list[str]:
     """The ``run_basis_sep.py`` flags of the BASIS settings given on this command line, for priors of ``kind``
     (``--stitch`` and ``--refine-levels`` go to NCSN priors only: a flow's density does not split by frame, so flows
-    cross-fade, and a flow has no levels to refine; ``--flow-inputs`` goes to flows only)."""
+    cross-fade, and a flow has no levels to refine; ``--flow-inputs``, ``--score-rms-limit`` and ``--box-pull`` go
+    to flows only)."""
     from run_basis_sep import cli_flags
+    flow = kind != "ncsn"
+    pull = [] if not flow or args.box_pull is None else ["--box-pull" if args.box_pull else "--no-box-pull"]
     return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws,
                       "--select-after-levels": args.select_after_levels,
                       "--stitch": args.stitch if kind == "ncsn" else None,
                       "--refine-levels": args.refine_levels if kind == "ncsn" else None,
-                      "--flow-inputs": args.flow_inputs if kind != "ncsn" else None})
+                      "--flow-inputs": args.flow_inputs if flow else None,
+                      "--score-rms-limit": args.score_rms_limit if flow else None}) + pull
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "priors' basis.json, else 1)")
     p.add_argument("--flow-inputs", choices=("clip", "raw"), help="BASIS with flows: score the chain projected onto "
                    "[0, 1] or as it is (run_basis_sep.py --flow-inputs; default: the priors' basis.json, else clip)")
+    p.add_argument("--score-rms-limit", type=float, metavar="C", help="BASIS with flows: cap σ·RMS(score) at C "
+                   "(run_basis_sep.py --score-rms-limit; default: the priors' basis.json, else no cap)")
+    p.add_argument("--box-pull", action=argparse.BooleanOptionalAction, default=None, help="BASIS with flows scoring "
+                   "the projection onto [0, 1]: pull the chain back into it (run_basis_sep.py --box-pull; default: the "
+                   "priors' basis.json, else off)")
     p.add_argument("--hop-frames", type=int, help="BASIS hop between mel patches in frames (default: half a patch)")
     p.add_argument("--batch-size", type=int, default=16, help="BASIS patches per compiled call")
     p.add_argument("--seed", type=int, default=0, help="BASIS seed")

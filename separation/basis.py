@@ -66,6 +66,8 @@ class BasisConfig:
     select_after_levels: int | None = None  # rank the chains after this many levels (None: the final sources)
     stitch: str = "crossfade"             # mel patches: "crossfade" overlaps, or "select" the more probable patch
     stitch_temperature: float = 50.0      # nats; "select" weighs overlapping patches by exp(−segment bound / this)
+    score_rms_limit: float | None = None  # cap on σ_i · RMS(score) per source and item (None: no cap); see limit_score_rms
+    box_pull: bool = False                # flows that score the chain's projection onto the box: add −(x − Π(x)) / σ_i²
 
     def __post_init__(self):
         object.__setattr__(self, "sigma_levels", tuple(float(s) for s in self.sigma_levels))
@@ -81,10 +83,26 @@ class BasisConfig:
                             f"not {self.select_after_levels}")
         if self.stitch not in STITCH_MODES:
             raise UserError(f"stitch must be one of {', '.join(STITCH_MODES)}, not {self.stitch!r}")
+        if self.score_rms_limit is not None and not self.score_rms_limit > 0:
+            raise UserError(f"score_rms_limit must be positive (or None for no cap), not {self.score_rms_limit}")
         if not self.stitch_temperature > 0:
             raise UserError(f"stitch_temperature must be positive, not {self.stitch_temperature}")
         if self.init not in ("uniform", "mixture"):
             raise UserError(f"init must be 'uniform' or 'mixture', not {self.init!r}")
+
+
+def limit_score_rms(scores: tf.Tensor, sigma: tf.Tensor, limit: float) -> tf.Tensor:
+    """Scores ``[S, B, ...]`` scaled down, per source and item, so that σ · RMS(score) ≤ ``limit``.
+
+    The score of a σ-smoothed density is s(x) = −E[z | x] / σ for x = x₀ + σ z, so σ s is a conditional mean of
+    standard normal noise and E‖σ s‖² ≤ E‖z‖² = D: σ · RMS(s) is at most about 1, the scale annealed Langevin
+    sizes its steps for (η_i ∝ σ_i²). A clean flow's score is 10²–10⁵ times that (``bench/score_scale.py``,
+    results/flows/), and every step overshoots by the same factor. The cap keeps the direction and only
+    shrinks scores above ``limit``; a score network on held-out data sits at 0.8–1.0 and is barely touched by 1.
+    """
+    axes = list(range(2, scores.shape.rank))
+    rms = tf.sqrt(tf.reduce_mean(tf.square(scores), axis=axes, keepdims=True))
+    return scores * tf.minimum(1.0, limit / tf.maximum(sigma * rms, 1e-30))
 
 
 class BasisSeparator(tf.Module):
@@ -137,6 +155,19 @@ class BasisSeparator(tf.Module):
             return tf.reshape(self.priors[0].score(flat, level), tf.shape(sources))
         return tf.stack([prior.score(sources[k], level) for k, prior in enumerate(self.priors)])
 
+    def box_pull(self, sources: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+        """−(x − Π(x)) / σ² ``[S, B, ...]`` for the sources whose prior scores x's projection Π onto the clip box
+        (flows with ``clip_inputs``), zero for the others.
+
+        Such a prior's density lives on the box; smoothed by N(0, σ²), its log gains −dist(x, box)² / (2σ²) outside,
+        whose gradient this is. Without it nothing pulls a chain back into the box: the mixture fixes only the
+        sum of the sources, and their difference diffuses out of the box, where the projection sees 0s and 1s.
+        """
+        low, high = self.config.clip
+        outside = sources - tf.clip_by_value(sources, low, high)
+        mask = tf.constant([float(getattr(p, "clip_inputs", False)) for p in self.priors])
+        return -tf.reshape(mask, [-1] + [1] * (sources.shape.rank - 1)) * outside / tf.square(sigma)
+
     def update_fn(self, sources: tf.Tensor, mixture: tf.Tensor, level: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """One BASIS step of all sources ``[S, B, ...]`` at level ``level``."""
         eta = self.step_size(level)
@@ -144,7 +175,13 @@ class BasisSeparator(tf.Module):
         residual = mixture - self.mixing(sources)
         likelihood = self.mixing.jacobian_weights(sources) * residual[None] / tf.square(gamma)
         noise = tf.random.stateless_normal(tf.shape(sources), seed)
-        return sources + eta * (self.scores(sources, level) + likelihood) + tf.sqrt(2.0 * eta) * noise
+        scores = self.scores(sources, level)
+        sigma = tf.gather(self.sigma_levels, level)
+        if self.config.score_rms_limit is not None:
+            scores = limit_score_rms(scores, sigma, self.config.score_rms_limit)
+        if self.config.box_pull:
+            scores = scores + self.box_pull(sources, sigma)
+        return sources + eta * (scores + likelihood) + tf.sqrt(2.0 * eta) * noise
 
     def denoise_fn(self, sources: tf.Tensor, level: int | None = None) -> tf.Tensor:
         """Tweedie's formula x + σ² ∇ log p_σ(x) at ``level`` (default: the last) for priors that support it."""

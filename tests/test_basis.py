@@ -283,3 +283,55 @@ def test_bad_starts_are_user_errors():
                             BasisConfig(sigma_levels=sigmas, n_steps_per_level=1, n_chains=2, select_after_levels=1))
     with pytest.raises(UserError, match="--select-after-levels must be above --start-level"):
         chains.separate(mixture, start=start, start_level=1)
+
+
+def test_score_cap_shrinks_only_scores_above_it_and_keeps_their_direction():
+    from separation.basis import limit_score_rms
+    sigma = 0.1
+    rng = np.random.default_rng(0)
+    scores = rng.standard_normal((2, 3, 4, 4, 1)).astype(np.float32)
+    scores[0, 0] *= 100.0          # σ · RMS ≈ 10: capped to 1
+    scores[1, 2] *= 0.5            # σ · RMS ≈ 0.05: untouched
+    capped = limit_score_rms(tf.constant(scores), tf.constant(sigma), 1.0).numpy()
+    rms = lambda a: np.sqrt(np.mean(np.square(a)))                                              # noqa: E731
+    assert rms(sigma * capped[0, 0]) == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(capped[0, 0] / rms(capped[0, 0]), scores[0, 0] / rms(scores[0, 0]), rtol=1e-5)
+    np.testing.assert_array_equal(capped[1, 2], scores[1, 2])
+    with pytest.raises(UserError, match="score_rms_limit"):
+        BasisConfig(score_rms_limit=0.0)
+
+
+class FlatBoxPrior(GaussianPrior):
+    """A prior with zero score that, like a flow with ``flow_inputs clip``, scores the projection onto [0, 1]."""
+    clip_inputs = True
+
+    def score(self, x, level):
+        return tf.zeros_like(x)
+
+
+def test_box_pull_is_the_gradient_of_the_smoothed_box_and_keeps_chains_near_it():
+    sigmas = (1.0, 0.3, 0.1)
+    shape = (4, 4, 1)
+    flat = FlatBoxPrior(np.zeros(shape, np.float32), np.ones(shape, np.float32), sigmas)
+    gauss = GaussianPrior(np.full(shape, 0.5, np.float32), np.ones(shape, np.float32), sigmas)
+    separator = BasisSeparator([flat, gauss], MeanMixing(), BasisConfig(sigma_levels=sigmas, box_pull=True))
+    x = tf.constant(np.random.default_rng(1).uniform(-2, 3, (2, 5, *shape)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        log_box = -tf.reduce_sum(tf.square(x - tf.clip_by_value(x, 0.0, 1.0))) / (2 * 0.3 ** 2)
+    pull = separator.box_pull(x, tf.constant(0.3)).numpy()
+    np.testing.assert_allclose(pull[0], tape.gradient(log_box, x).numpy()[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(pull[1], 0.0)          # the Gaussian prior scores x itself: no pull
+
+    # The mixture fixes only the sum of two flat box priors: without the pull their difference diffuses out of
+    # the box; with it the chains stay within a few σ_L of it.
+    mixture = np.full((64, *shape), 0.5, np.float32)
+    spread = {}
+    for pull_on in (False, True):
+        config = BasisConfig(sigma_levels=sigmas, n_steps_per_level=200, step_lr=1e-3, final_denoise=False,
+                             clip=(0.0, 1.0), box_pull=pull_on)
+        sources = BasisSeparator([flat, flat], MeanMixing(), config)._anneal(
+            tf.fill([2, 64, *shape], 0.5), tf.constant(mixture), tf.constant([0, 0]), 0, 3 * 200).numpy()
+        spread[pull_on] = np.abs(sources - np.clip(sources, 0, 1)).max()
+    assert spread[False] > 1.0
+    assert spread[True] < 0.5

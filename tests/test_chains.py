@@ -49,11 +49,12 @@ def test_bench_passes_the_basis_flags_it_was_given():
     from bench import separation
     args = separation.build_parser().parse_args(["--data", "d", "--chains", "2", "--selection-draws", "3",
                                                  "--select-after-levels", "5", "--stitch", "select",
-                                                 "--flow-inputs", "raw"])
+                                                 "--flow-inputs", "raw", "--score-rms-limit", "1", "--no-box-pull"])
     common = ["--chains", "2", "--selection-draws", "3", "--select-after-levels", "5"]
+    flows = ["--flow-inputs", "raw", "--score-rms-limit", "1.0", "--no-box-pull"]
     assert separation.basis_flags(args, "ncsn") == common + ["--stitch", "select"]
-    assert separation.basis_flags(args, "glow") == common + ["--flow-inputs", "raw"]   # flows always cross-fade
-    assert separation.basis_flags(args, "noisy_glow") == common + ["--flow-inputs", "raw"]
+    assert separation.basis_flags(args, "glow") == common + flows   # flows always cross-fade
+    assert separation.basis_flags(args, "noisy_glow") == common + flows
     assert separation.basis_flags(separation.build_parser().parse_args(["--data", "d"]), "ncsn") == []
 
 

@@ -55,9 +55,12 @@ def test_tuned_basis_settings_round_trip_to_run_basis_sep(tiny_ncsn_run, tmp_pat
     out = tmp_path / "shipped"
     export_prior.main(["--kind", "ncsn", "--run", str(tiny_ncsn_run), "--out", str(out), "--command", "c", "--data-recipe", "d",
                        "--basis", "n_steps_per_level=4", "refine_levels=4", "stitch=select", "stitch_temperature=50",
-                       "--basis-note", "measured somewhere"])
-    assert run_basis_sep.tuned_settings(out) == {"n_steps_per_level": 4, "stitch": "select", "stitch_temperature": 50.0}
+                       "score_rms_limit=1", "box_pull=True", "--basis-note", "measured somewhere"])
+    assert run_basis_sep.tuned_settings(out) == {"n_steps_per_level": 4, "stitch": "select", "stitch_temperature": 50.0,
+                                                 "score_rms_limit": 1.0, "box_pull": True}
     assert run_basis_sep.refine_factor(argparse.Namespace(refine_levels=None, steps=None), out) == 4
     assert run_basis_sep.refine_factor(argparse.Namespace(refine_levels=2, steps=8), out) == 2
     with pytest.raises(UserError, match="KEY one of"):
         export_prior.parse_basis(["refine=4"], "note")
+    with pytest.raises(UserError, match="true or false"):
+        export_prior.parse_basis(["box_pull=yes"], "note")

@@ -85,9 +85,15 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
     return record
 
 
+def yes_no(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise UserError(f"expected true or false, not {text!r}")
+    return text.lower() == "true"
+
+
 BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str, "n_chains": int,
               "selection_draws": int, "select_after_levels": int, "stitch": str, "stitch_temperature": float,
-              "refine_levels": int, "flow_inputs": str}  # the BasisConfig fields run_basis_sep.py reads, and its
+              "refine_levels": int, "flow_inputs": str, "score_rms_limit": float, "box_pull": yes_no}  # the BasisConfig fields run_basis_sep.py reads, and its
                                                           # --refine-levels and --flow-inputs
 
 
