@@ -319,6 +319,8 @@ def separate_images(args) -> None:
                                   "init": separator.config.init, "n_chains": separator.config.n_chains,
                                   "selection_draws": separator.config.selection_draws,
                                   "select_after_levels": separator.config.select_after_levels,
+                                  "score_rms_limit": separator.config.score_rms_limit,
+                                  "box_pull": separator.config.box_pull,
                                   "mixture_psnr_mean": float(np.mean(mixture_scores))})
     print(f"{args.dataset}: BASIS-{args.prior} PSNR {summary['psnr_mean']:.2f} dB (median {summary['psnr_median']:.2f}) "
           f"over {len(scores)} pairs; mixture as estimate {np.mean(mixture_scores):.2f} dB")
