@@ -136,6 +136,8 @@ class BasisSeparator(tf.Module):
                                 f"{', '.join(lacking)} cannot: use stitch 'crossfade' (--stitch crossfade)")
         self.sigma_levels = tf.constant(config.sigma_levels, tf.float32)
         self.n_levels = len(config.sigma_levels)
+        # [S]: 1 for the sources whose prior scores the chain's projection onto the box (box_pull acts on those)
+        self._scores_projection = tf.constant([float(getattr(p, "clip_inputs", False)) for p in self.priors])
         self._compiled = tf.function(self._run, jit_compile=config.jit_compile)
         self._compiled_ranked = tf.function(self._ranked_chains, jit_compile=config.jit_compile)
         self._compiled_frames = tf.function(self._frame_neg_log_densities, jit_compile=config.jit_compile)
@@ -165,8 +167,7 @@ class BasisSeparator(tf.Module):
         """
         low, high = self.config.clip
         outside = sources - tf.clip_by_value(sources, low, high)
-        mask = tf.constant([float(getattr(p, "clip_inputs", False)) for p in self.priors])
-        return -tf.reshape(mask, [-1] + [1] * (sources.shape.rank - 1)) * outside / tf.square(sigma)
+        return -tf.reshape(self._scores_projection, [-1] + [1] * (sources.shape.rank - 1)) * outside / tf.square(sigma)
 
     def update_fn(self, sources: tf.Tensor, mixture: tf.Tensor, level: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """One BASIS step of all sources ``[S, B, ...]`` at level ``level``."""

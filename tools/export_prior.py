@@ -87,14 +87,14 @@ def export_run(kind: str, run: Path, out: Path, command: str, data_recipe: str, 
 
 def yes_no(text: str) -> bool:
     if text.lower() not in ("true", "false"):
-        raise UserError(f"expected true or false, not {text!r}")
+        raise ValueError(f"expected true or false, not {text!r}")
     return text.lower() == "true"
 
 
+# the BasisConfig fields run_basis_sep.py reads, and its --refine-levels and --flow-inputs
 BASIS_KEYS = {"n_steps_per_level": int, "step_lr": float, "gamma_scale": float, "init": str, "n_chains": int,
               "selection_draws": int, "select_after_levels": int, "stitch": str, "stitch_temperature": float,
-              "refine_levels": int, "flow_inputs": str, "score_rms_limit": float, "box_pull": yes_no}  # the BasisConfig fields run_basis_sep.py reads, and its
-                                                          # --refine-levels and --flow-inputs
+              "refine_levels": int, "flow_inputs": str, "score_rms_limit": float, "box_pull": yes_no}
 
 
 def parse_basis(pairs: list[str], note: str) -> dict:
@@ -103,7 +103,10 @@ def parse_basis(pairs: list[str], note: str) -> dict:
         key, _, value = pair.partition("=")
         if key not in BASIS_KEYS or not value:
             raise UserError(f"--basis {pair}: expected KEY=VALUE with KEY one of {', '.join(BASIS_KEYS)}")
-        settings[key] = BASIS_KEYS[key](value)
+        try:
+            settings[key] = BASIS_KEYS[key](value)
+        except ValueError as e:
+            raise UserError(f"--basis {pair}: {e}") from None
     if settings and not note:
         raise UserError("--basis needs --basis-note: say where the settings were measured")
     return {**settings, "note": note} if settings else {}
