@@ -77,7 +77,7 @@ def basis_flags(args, kind: str) -> list[str]:
     from run_basis_sep import cli_flags
     flow = kind != "ncsn"
     pull = [] if not flow or args.box_pull is None else ["--box-pull" if args.box_pull else "--no-box-pull"]
-    return cli_flags({"--chains": args.chains, "--selection-draws": args.selection_draws,
+    return cli_flags({"--step-lr": args.step_lr, "--chains": args.chains, "--selection-draws": args.selection_draws,
                       "--select-after-levels": args.select_after_levels,
                       "--stitch": args.stitch if kind == "ncsn" else None,
                       "--refine-levels": args.refine_levels if kind == "ncsn" else None,
@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{kind.replace('_', '-')}", nargs=2, metavar=("PIANO_RUN", "VIOLIN_RUN"),
                        help=f"BASIS with {kind} priors (run folders)")
     p.add_argument("--steps", type=int, help="BASIS Langevin steps per level (default: the priors' basis.json, else 100)")
+    p.add_argument("--step-lr", type=float, metavar="DELTA", help="BASIS step size δ at the last level (default: the "
+                   "priors' basis.json)")
     p.add_argument("--chains", type=int, help="BASIS chains per patch, the most probable kept (default: the priors' "
                    "basis.json, else 1)")
     p.add_argument("--selection-draws", type=int, help="BASIS with --chains: noise draws per σ level of the NCSN "
