@@ -47,10 +47,10 @@ def test_melspec_rows_score_each_selection(triplet_excerpt, tmp_path):
 
 def test_bench_passes_the_basis_flags_it_was_given():
     from bench import separation
-    args = separation.build_parser().parse_args(["--data", "d", "--chains", "2", "--selection-draws", "3",
+    args = separation.build_parser().parse_args(["--data", "d", "--step-lr", "2e-4", "--chains", "2", "--selection-draws", "3",
                                                  "--select-after-levels", "5", "--stitch", "select",
                                                  "--flow-inputs", "raw", "--score-rms-limit", "1", "--no-box-pull"])
-    common = ["--chains", "2", "--selection-draws", "3", "--select-after-levels", "5"]
+    common = ["--step-lr", "0.0002", "--chains", "2", "--selection-draws", "3", "--select-after-levels", "5"]
     flows = ["--flow-inputs", "raw", "--score-rms-limit", "1.0", "--no-box-pull"]
     assert separation.basis_flags(args, "ncsn") == common + ["--stitch", "select"]
     assert separation.basis_flags(args, "glow") == common + flows   # flows always cross-fade
