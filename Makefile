@@ -8,6 +8,7 @@ DEMO   ?= data/demo
 RESULTS ?= results
 DEMO_PRIORS ?= ncsn glow
 DEMO_CHAINS ?=
+DEMO_FROM_NMF ?= 0
 
 .PHONY: setup test demo clean-demo
 setup: $(STAMP)
@@ -20,7 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -n 2 -q tests
 
 demo: $(STAMP)
-	bash tools/demo.sh $(PY) $(DEMO) $(RESULTS) "$(DEMO_PRIORS)" "$(DEMO_CHAINS)"
+	bash tools/demo.sh $(PY) $(DEMO) $(RESULTS) "$(DEMO_PRIORS)" "$(DEMO_CHAINS)" "$(DEMO_FROM_NMF)"
 
 clean-demo:
 	rm -rf $(DEMO) $(RESULTS)/demo

@@ -1,5 +1,5 @@
 """tools/demo.sh (``make demo``): prior families and chain count checked before any work; a test split of another
-recipe re-rendered; the chain count reaches the separation.
+recipe re-rendered; the chain count and the row started from NMF reach the separation.
 
 The script runs with ``echo`` as its Python, so every step prints its command instead of running it.
 """
@@ -56,12 +56,17 @@ def test_stale_test_split_is_rendered_again_and_a_current_one_is_kept(tmp_path):
     assert (tmp_path / "demo" / "test_recipe.txt").read_text() == recipe
 
 
-def test_ncsn_priors_add_the_row_started_from_nmf_and_flows_alone_do_not(tmp_path):
-    with_ncsn = demo(tmp_path / "a", "ncsn glow")
-    flows = demo(tmp_path / "b", "glow")
-    assert with_ncsn.returncode == 0 and flows.returncode == 0, with_ncsn.stderr + flows.stderr
-    assert "pretrained/glow_violin --from-nmf" in with_ncsn.stdout and "and BASIS-NCSN started from NMF" in with_ncsn.stdout
-    assert "--from-nmf" not in flows.stdout and "started from NMF" not in flows.stdout
+def test_the_row_started_from_nmf_is_asked_for_and_needs_ncsn_priors(tmp_path):
+    default = demo(tmp_path / "a", "ncsn glow")
+    asked = demo(tmp_path / "b", "ncsn glow", "", "1")
+    assert default.returncode == 0 and asked.returncode == 0, default.stderr + asked.stderr
+    assert "--from-nmf" not in default.stdout and "started from NMF" not in default.stdout
+    assert "pretrained/glow_violin --from-nmf" in asked.stdout and "and BASIS-NCSN started from NMF" in asked.stdout
+    flows = demo(tmp_path / "c", "glow", "", "1")
+    assert flows.returncode == 2 and "DEMO_PRIORS must include ncsn (it is 'glow')" in flows.stderr
+    bad = demo(tmp_path / "d", "ncsn", "", "yes")
+    assert bad.returncode == 2 and "error: DEMO_FROM_NMF must be 0 or 1, not 'yes'" in bad.stderr
+    assert flows.stdout == bad.stdout == "" and not (tmp_path / "c" / "demo").exists()
 
 
 def test_the_nmf_row_uses_the_shipped_model_of_the_default_config(tmp_path):

@@ -2,29 +2,40 @@
 # `make demo`: render a small piano/violin set, build the mel TFRecords, separate the held-out test
 # mixtures (mixture baseline, NMF, BASIS with the shipped priors under pretrained/, oracles), print the
 # BSS Eval v4 table and write a figure and the wavs.
-# Usage: tools/demo.sh [PYTHON] [DEMO_DIR] [RESULTS_DIR] [PRIOR_FAMILIES] [CHAINS]
+# Usage: tools/demo.sh [PYTHON] [DEMO_DIR] [RESULTS_DIR] [PRIOR_FAMILIES] [CHAINS] [FROM_NMF]
 #   PRIOR_FAMILIES: shipped prior families to run BASIS with (default "ncsn glow"; add noisy_glow for its row,
 #   about 2 s of CPU per second of audio more).
 #   CHAINS: BASIS chains per patch, the most probable kept (default: each prior's basis.json; see the README,
 #   "Two chains per patch").
+#   FROM_NMF: 1 adds the row of BASIS-NCSN started from NMF's estimates (results/warm_start/; needs ncsn among the
+#   families; default 0: about 0.65 x the plain BASIS-NCSN time more, which takes the demo over 15 minutes on the
+#   slowest 2-core CPU measured, results/levels/README.md, "Session 26").
 # Each step is skipped when its output is already complete (delete data/demo to start over); a test split
 # rendered with another recipe (an older version of this script) is rendered again.
 set -euo pipefail
-PY=${1:-.venv/bin/python}; DEMO=${2:-data/demo}; RESULTS=${3:-results}; FAMILIES=${4:-ncsn glow}; CHAINS=${5:-}
+PY=${1:-.venv/bin/python}; DEMO=${2:-data/demo}; RESULTS=${3:-results}; FAMILIES=${4:-ncsn glow}; CHAINS=${5:-}; FROM_NMF_ROW=${6:-0}
 OUT=$RESULTS/demo
 step() { echo; echo "== [$(date -u -d @$SECONDS +%M:%S) elapsed] $*"; }
 
 PRIORS=()     # BASIS with each shipped prior family asked for (their tuned schedules: pretrained/*/basis.json)
-FROM_NMF=()   # with NCSN priors, also the row of BASIS-NCSN started from NMF's estimates (results/warm_start/)
+FROM_NMF=()   # with FROM_NMF_ROW=1, also the row of BASIS-NCSN started from NMF's estimates (results/warm_start/)
+if [ "$FROM_NMF_ROW" != 0 ] && [ "$FROM_NMF_ROW" != 1 ]; then
+    echo "error: DEMO_FROM_NMF must be 0 or 1, not '$FROM_NMF_ROW'" >&2
+    exit 2
+fi
 for family in $FAMILIES; do
     if [ -d "pretrained/${family}_piano" ] && [ -d "pretrained/${family}_violin" ]; then
         PRIORS+=("--${family//_/-}" "pretrained/${family}_piano" "pretrained/${family}_violin")
-        [ "$family" = ncsn ] && FROM_NMF=(--from-nmf)
+        [ "$family" = ncsn ] && [ "$FROM_NMF_ROW" = 1 ] && FROM_NMF=(--from-nmf)
     else
         echo "error: DEMO_PRIORS: no shipped $family priors (pretrained/${family}_piano, pretrained/${family}_violin); choose among: ncsn glow noisy_glow" >&2
         exit 2
     fi
 done
+if [ "$FROM_NMF_ROW" = 1 ] && [ ${#FROM_NMF[@]} -eq 0 ]; then
+    echo "error: DEMO_FROM_NMF=1 starts BASIS-NCSN from NMF: DEMO_PRIORS must include ncsn (it is '$FAMILIES')" >&2
+    exit 2
+fi
 
 CHAIN_FLAGS=(); CHAIN_NOTE="the priors' basis.json"   # no flag: each prior's basis.json decides
 if [ -n "$CHAINS" ]; then
