@@ -15,7 +15,11 @@ that ranks the chains after the first L annealing levels (``--select-after-level
     python bench/chains.py images --checkpoint pretrained/ncsn_mnist --n-pairs 32 --chains 4 --out results/chains/mnist
     python bench/chains.py melspec --data data/demo/wav/test --chains 4 --out results/chains/demo8
 
-Both write ``OUT/chains.md`` / ``chains.json``.
+Both write ``OUT/chains.md`` / ``chains.json``. ``rejudge`` re-ranks the chains an ``images --save-chains`` run
+wrote with other counts of the bound's noise draws (``OUT/rejudge.md`` / ``rejudge.json``): does a less noisy
+estimate of the bound pick better chains?
+
+    python bench/chains.py rejudge --run results/chains/mnist --selection-draws 8 32 --repeats 2 --out OUT
 """
 from __future__ import annotations
 
@@ -155,6 +159,57 @@ def flow_neg_log_densities(run_dir: str | Path, chains: np.ndarray, batch: int =
     return nll.reshape(chains.shape[:3]).sum(axis=0)
 
 
+def rejudge_rows(args) -> tuple[list[dict], dict]:
+    """Re-rank the chains an ``images --save-chains`` run wrote (``RUN/chains.npz``, ``RUN/chains.json``) by the
+    NCSN bound with each count of noise draws in ``args.selection_draws``, ``args.repeats`` independent noise
+    seeds each (repeat 0 uses the run's own seeds, so with the run's draw count it reproduces its pick)."""
+    import tensorflow as tf
+    from pipeline.errors import UserError
+    from run_basis_sep import build_parser as basis_parser, make_separator
+    from separation.mixing import MeanMixing
+    from separation.priors import load_prior
+    run = Path(args.run)
+    missing = [name for name in ("chains.npz", "chains.json") if not (run / name).is_file()]
+    if missing:
+        raise UserError(f"{run}: no {' or '.join(missing)}; write them with bench/chains.py images ... --save-chains "
+                        f"--out {run}")
+    record = json.loads((run / "chains.json").read_text())
+    chains, psnr = np.load(run / "chains.npz")["chains"], np.asarray(record["psnr"])    # [S, K, N, ...], [K, N]
+    n_sources, k_max, n_pairs = chains.shape[:3]
+    checkpoint = args.checkpoint or record["checkpoint"]
+    prior = load_prior("ncsn", checkpoint)
+    rows, bounds = [], {}
+    for draws in args.selection_draws:
+        flags = basis_parser().parse_args(["--dataset", "digits", "--out", "-", "--selection-draws", str(draws)])
+        separator = make_separator([prior] * n_sources, MeanMixing(), flags, checkpoint)
+        bound = tf.function(lambda sources, seed: separator.chain_neg_log_densities(sources, k_max, seed))
+        for repeat in range(args.repeats):
+            nll = np.concatenate([bound(tf.constant(part.reshape(n_sources, -1, *part.shape[3:])),
+                                        separator.run_seed(record["seed"] + i + 7919 * repeat)).numpy()
+                                  for i in range(0, n_pairs, args.batch_size)
+                                  for part in [chains[:, :, i:i + args.batch_size]]], axis=1)      # [K, N]
+            bounds[(draws, repeat)] = nll
+            for k in sorted({2, k_max // 2, k_max} - {0, 1}):
+                picked = psnr[nll[:k].argmin(axis=0), np.arange(n_pairs)]
+                rows.append({"selection_draws": draws, "repeat": repeat, "chains": k,
+                             "picked_mean": float(picked.mean()), "picked_median": float(np.median(picked)),
+                             "same_pick_as_run": float(np.mean(nll[:k].argmin(axis=0)
+                                                               == np.asarray(record["nll"])[-1][:k].argmin(axis=0)))})
+    extra = {"run": str(run), "checkpoint": str(checkpoint), "seed": record["seed"], "n_pairs": n_pairs,
+             "run_selection_draws": record["basis"]["selection_draws"],
+             "single_chain_mean": float(psnr.mean()), "oracle_best_mean": float(psnr.max(axis=0).mean()),
+             "nll": {f"{d}/{r}": np.round(nll, 2).tolist() for (d, r), nll in bounds.items()}}
+    return rows, extra
+
+
+def rejudge_table(rows: list[dict]) -> str:
+    lines = ["| bound draws | noise seed | chains K | PSNR, picked (mean) | (median) | same pick as the run |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| {r['selection_draws']} | {r['repeat']} | {r['chains']} | {r['picked_mean']:.2f} | "
+              f"{r['picked_median']:.2f} | {r['same_pick_as_run']:.0%} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def image_table(rows: list[dict]) -> str:
     lines = ["| chains K | ranked | PSNR, prior-picked chain (mean) | (median) | single chain (mean) | "
              "best of K by PSNR (oracle) |", "|---|---|---|---|---|---|"]
@@ -224,6 +279,15 @@ def build_parser() -> argparse.ArgumentParser:
     mel.add_argument("--piano", default=str(PRETRAINED / "ncsn_piano"), help="NCSN run folder of the piano prior")
     mel.add_argument("--violin", default=str(PRETRAINED / "ncsn_violin"), help="NCSN run folder of the violin prior")
     mel.add_argument("--batch-size", type=int, default=16, help="patches per call (each call runs K times as many)")
+    rejudge = sub.add_parser("rejudge", help="re-rank the chains an images --save-chains run wrote, with other "
+                             "counts of bound draws")
+    rejudge.add_argument("--run", required=True, help="the --out folder of that run (chains.npz, chains.json)")
+    rejudge.add_argument("--checkpoint", help="NCSN run folder (default: the run's)")
+    rejudge.add_argument("--selection-draws", type=int, nargs="+", default=[8], help="noise draws per σ level")
+    rejudge.add_argument("--repeats", type=int, default=1, help="independent noise seeds per draw count")
+    rejudge.add_argument("--batch-size", type=int, default=32, help="pairs per call (each call scores K times as "
+                         "many); the run's, for repeat 0 to draw the run's noise")
+    rejudge.add_argument("--out", required=True, help="output folder")
     for sub_parser in (images, mel):
         sub_parser.add_argument("--chains", type=int, default=4, help="K_max")
         sub_parser.add_argument("--steps", type=int, help="Langevin steps per level (default: the prior's basis.json)")
@@ -239,9 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    rows, extra = image_rows(args) if args.kind == "images" else melspec_rows(args)
-    table = (image_table if args.kind == "images" else melspec_table)(rows)
-    write_report(args.out, "chains", {"rows": rows, **extra}, table)
+    rows_of, table_of = {"images": (image_rows, image_table), "melspec": (melspec_rows, melspec_table),
+                         "rejudge": (rejudge_rows, rejudge_table)}[args.kind]
+    rows, extra = rows_of(args)
+    write_report(args.out, "rejudge" if args.kind == "rejudge" else "chains", {"rows": rows, **extra}, table_of(rows))
     return 0
 
 

@@ -86,3 +86,39 @@ def test_a_glow_judges_the_chains_by_its_exact_density_of_the_saved_chains(tiny_
     for row in report["rows"][1:]:
         picked = psnr[rankings[row["ranked"]].argmin(axis=0), np.arange(4)]
         assert np.isclose(row["picked_mean"], picked.mean(), atol=2e-3)
+
+
+def test_rejudge_reproduces_the_runs_pick_and_scores_other_draw_counts(tiny_ncsn_run, tmp_path):
+    run = tmp_path / "run"
+    assert chains.main(["images", "--checkpoint", str(tiny_ncsn_run), "--dataset", "digits", "--n-pairs", "4",
+                        "--batch-size", "4", "--chains", "3", "--steps", "2", "--selection-draws", "4",
+                        "--save-chains", "--seed", "5", "--out", str(run)]) == 0
+    assert chains.main(["rejudge", "--run", str(run), "--selection-draws", "4", "6", "--repeats", "2",
+                        "--batch-size", "4", "--out", str(tmp_path / "re")]) == 0
+    report = json.loads((tmp_path / "re" / "rejudge.json").read_text())
+    rows = {(r["selection_draws"], r["repeat"], r["chains"]): r for r in report["rows"]}
+    assert set(rows) == {(d, r, k) for d in (4, 6) for r in (0, 1) for k in (2, 3)}
+    run_rows = {r["chains"]: r for r in json.loads((run / "chains.json").read_text())["rows"]}
+    for k in (2, 3):            # the run's own draws again: the same chains kept
+        assert rows[(4, 0, k)]["same_pick_as_run"] == 1.0
+        assert np.isclose(rows[(4, 0, k)]["picked_mean"], run_rows[k]["picked_mean"], atol=2e-3)
+    psnr = np.array(json.loads((run / "chains.json").read_text())["psnr"])
+    bounds = {key: np.array(nll) for key, nll in report["nll"].items()}
+    for key, nll in bounds.items():                          # [K, N] nats; every row picks by its own bound
+        assert nll.shape == (3, 4) and np.all(np.isfinite(nll))
+        draws, repeat = map(int, key.split("/"))
+        assert np.isclose(rows[(draws, repeat, 3)]["picked_mean"], psnr[nll.argmin(axis=0), np.arange(4)].mean(),
+                          atol=2e-3)
+    assert np.allclose(bounds["4/0"], np.array(json.loads((run / "chains.json").read_text())["nll"])[-1], atol=0.02)
+    assert not np.allclose(bounds["4/0"], bounds["4/1"]) and not np.allclose(bounds["4/0"], bounds["6/0"])
+    assert "| 6 | 1 | 3 |" in (tmp_path / "re" / "rejudge.md").read_text()
+
+
+def test_rejudge_names_a_run_without_saved_chains(tmp_path, capsys):
+    import pytest
+    (tmp_path / "chains.json").write_text("{}")
+    with pytest.raises(SystemExit) as stop:
+        chains.run_cli(chains.main, ["rejudge", "--run", str(tmp_path), "--out", str(tmp_path / "re")])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "chains.npz" in err and "--save-chains" in err and "Traceback" not in err
