@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init", choices=("uniform", "mixture"), help="initial sources")
     g.add_argument("--chains", type=int, help="chains per mixture (patch), run as one batch; each mixture keeps the "
                    "chain most probable under the priors (K times the work)")
+    g.add_argument("--average-top", type=int, metavar="M", help="with --chains > 1: output the mean of the M most "
+                   "probable chains, each with its sources ordered like the most probable chain's (an estimate of the "
+                   "posterior mean: higher PSNR, softer images; default 1, the pick)")
     g.add_argument("--selection-draws", type=int, help="noise draws per σ level of the NCSN density bound that "
                    "ranks the chains (with --chains > 1)")
     g.add_argument("--select-after-levels", type=int, metavar="L", help="with --chains > 1: rank the chains after "
@@ -112,7 +115,7 @@ def schedule_of(priors, args) -> tuple[float, ...]:
 
 
 STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
-                 "chains": "n_chains", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels",
+                 "chains": "n_chains", "average_top": "average_top", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels",
                  "stitch": "stitch", "stitch_temperature": "stitch_temperature", "score_rms_limit": "score_rms_limit",
                  "box_pull": "box_pull"}
 BASIS_FILE = "basis.json"
@@ -160,9 +163,14 @@ def step_settings(args, run_dir: str | Path) -> dict:
                 for flag, field in STEP_SETTINGS.items()}
     early = settings["select_after_levels"]
     cap = settings["score_rms_limit"]
-    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s, %s stitching%s%s", settings["n_steps_per_level"],
+    top = min(settings["average_top"], settings["n_chains"])
+    if args.average_top is not None and top > 1 and early is not None:
+        raise UserError(f"--average-top {args.average_top} averages chains that run to the end, but --select-after-levels "
+                        f"{early} keeps one chain after {early} levels: use one of the two")
+    log.info("BASIS steps: T=%d, δ=%g, γ scale %g, init %s, %d chain(s)%s%s, %s stitching%s%s", settings["n_steps_per_level"],
              settings["step_lr"], settings["gamma_scale"], settings["init"], settings["n_chains"],
              f", ranked after {early} levels" if settings["n_chains"] > 1 and early is not None else "",
+             f", mean of the {top} most probable" if top > 1 and early is None else "",
              settings["stitch"], "" if cap is None else f", score capped at σ·RMS {cap:g}",
              f" (tuned values from {Path(run_dir) / BASIS_FILE})" if tuned else "")
     return settings
@@ -317,6 +325,7 @@ def separate_images(args) -> None:
                                   "steps_per_level": separator.config.n_steps_per_level,
                                   "step_lr": separator.config.step_lr, "gamma_scale": separator.config.gamma_scale,
                                   "init": separator.config.init, "n_chains": separator.config.n_chains,
+                                  "average_top": separator.config.average_top,
                                   "selection_draws": separator.config.selection_draws,
                                   "select_after_levels": separator.config.select_after_levels,
                                   "score_rms_limit": separator.config.score_rms_limit,

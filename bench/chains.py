@@ -17,9 +17,12 @@ that ranks the chains after the first L annealing levels (``--select-after-level
 
 Both write ``OUT/chains.md`` / ``chains.json``. ``rejudge`` re-ranks the chains an ``images --save-chains`` run
 wrote with other counts of the bound's noise draws (``OUT/rejudge.md`` / ``rejudge.json``): does a less noisy
-estimate of the bound pick better chains?
+estimate of the bound pick better chains? ``average`` scores, from the same saved chains, the aligned mean of the
+M most probable chains (``--average-top M``, :func:`separation.basis.average_top_chains`) against the pick
+(``OUT/average.md`` / ``average.json``).
 
     python bench/chains.py rejudge --run results/chains/mnist --selection-draws 8 32 --repeats 2 --out OUT
+    python bench/chains.py average --run results/chains/mnist --average-top 1 2 4 8 --out OUT
 """
 from __future__ import annotations
 
@@ -159,22 +162,59 @@ def flow_neg_log_densities(run_dir: str | Path, chains: np.ndarray, batch: int =
     return nll.reshape(chains.shape[:3]).sum(axis=0)
 
 
+def saved_chains(run: Path) -> tuple[dict, np.lib.npyio.NpzFile]:
+    """``chains.json`` and ``chains.npz`` of an ``images --save-chains`` run, or a :class:`UserError` naming the gap."""
+    from pipeline.errors import UserError
+    missing = [name for name in ("chains.npz", "chains.json") if not (run / name).is_file()]
+    if missing:
+        raise UserError(f"{run}: no {' or '.join(missing)}; write them with bench/chains.py images ... --save-chains "
+                        f"--out {run}")
+    return json.loads((run / "chains.json").read_text()), np.load(run / "chains.npz")
+
+
+def average_rows(args) -> tuple[list[dict], dict]:
+    """PSNR of the aligned mean of the M most probable of the run's K chains (ranked by the run's own bound), for
+    every M in ``args.average_top`` (M = 1: the pick)."""
+    import itertools
+    from separation.basis import average_top_chains
+    from separation.images import pair_psnr, plot_image_separation
+    record, saved = saved_chains(Path(args.run))
+    chains, truth = saved["chains"], saved["truth"]                                       # [S, K, N, ...], [S, N, ...]
+    nll = np.asarray(record["nll"])[-1]                                                   # [K, N]
+    orders = list(itertools.permutations(range(chains.shape[0])))
+    rows = []
+    for top in args.average_top:
+        estimates = average_top_chains(chains, nll, min(top, chains.shape[1]), orders).numpy()
+        scores = pair_psnr(truth, estimates)
+        plot_image_separation(saved["mixtures"], truth, estimates, Path(args.out) / f"average_top{top}.png",
+                              title=(f"mean of the {top} most probable" if top > 1 else "the most probable")
+                              + f" of {chains.shape[1]} chains: PSNR {scores.mean():.2f} dB")
+        rows.append({"chains": int(chains.shape[1]), "average_top": int(top), "psnr_mean": float(scores.mean()),
+                     "psnr_median": float(np.median(scores)), "under_21_db": int((scores < 21).sum()),
+                     "psnr": np.round(scores, 3).tolist()})
+    psnr = np.asarray(record["psnr"])
+    return rows, {"run": str(args.run), "seed": record["seed"], "n_pairs": int(chains.shape[2]),
+                  "oracle_best_mean": float(psnr.max(axis=0).mean())}
+
+
+def average_table(rows: list[dict]) -> str:
+    lines = ["| chains K | averaged M | PSNR (mean) | (median) | pairs < 21 dB |", "|---|---|---|---|---|"]
+    lines += [f"| {r['chains']} | {r['average_top']}{' (the pick)' if r['average_top'] == 1 else ''} | "
+              f"{r['psnr_mean']:.2f} | {r['psnr_median']:.2f} | {r['under_21_db']} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def rejudge_rows(args) -> tuple[list[dict], dict]:
     """Re-rank the chains an ``images --save-chains`` run wrote (``RUN/chains.npz``, ``RUN/chains.json``) by the
     NCSN bound with each count of noise draws in ``args.selection_draws``, ``args.repeats`` independent noise
     seeds each (repeat 0 uses the run's own seeds, so with the run's draw count it reproduces its pick)."""
     import tensorflow as tf
-    from pipeline.errors import UserError
     from run_basis_sep import build_parser as basis_parser, make_separator
     from separation.mixing import MeanMixing
     from separation.priors import load_prior
     run = Path(args.run)
-    missing = [name for name in ("chains.npz", "chains.json") if not (run / name).is_file()]
-    if missing:
-        raise UserError(f"{run}: no {' or '.join(missing)}; write them with bench/chains.py images ... --save-chains "
-                        f"--out {run}")
-    record = json.loads((run / "chains.json").read_text())
-    chains, psnr = np.load(run / "chains.npz")["chains"], np.asarray(record["psnr"])    # [S, K, N, ...], [K, N]
+    record, saved = saved_chains(run)
+    chains, psnr = saved["chains"], np.asarray(record["psnr"])                          # [S, K, N, ...], [K, N]
     n_sources, k_max, n_pairs = chains.shape[:3]
     checkpoint = args.checkpoint or record["checkpoint"]
     prior = load_prior("ncsn", checkpoint)
@@ -288,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     rejudge.add_argument("--batch-size", type=int, default=32, help="pairs per call (each call scores K times as "
                          "many); the run's, for repeat 0 to draw the run's noise")
     rejudge.add_argument("--out", required=True, help="output folder")
+    average = sub.add_parser("average", help="score the aligned mean of the most probable chains an images "
+                             "--save-chains run wrote, against its pick")
+    average.add_argument("--run", required=True, help="the --out folder of that run (chains.npz, chains.json)")
+    average.add_argument("--average-top", type=int, nargs="+", default=[1, 2, 4, 8], metavar="M",
+                         help="numbers of most probable chains to average (1: the pick)")
+    average.add_argument("--out", required=True, help="output folder")
     for sub_parser in (images, mel):
         sub_parser.add_argument("--chains", type=int, default=4, help="K_max")
         sub_parser.add_argument("--steps", type=int, help="Langevin steps per level (default: the prior's basis.json)")
@@ -304,9 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rows_of, table_of = {"images": (image_rows, image_table), "melspec": (melspec_rows, melspec_table),
-                         "rejudge": (rejudge_rows, rejudge_table)}[args.kind]
+                         "rejudge": (rejudge_rows, rejudge_table), "average": (average_rows, average_table)}[args.kind]
     rows, extra = rows_of(args)
-    write_report(args.out, "rejudge" if args.kind == "rejudge" else "chains", {"rows": rows, **extra}, table_of(rows))
+    write_report(args.out, args.kind if args.kind in ("rejudge", "average") else "chains", {"rows": rows, **extra},
+                 table_of(rows))
     return 0
 
 

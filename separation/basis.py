@@ -16,7 +16,11 @@ mixture keeps the chain whose sources are most probable under their priors, i.e.
 Σ_k −log p_k(x_k) (each prior's ``neg_log_density``; for NCSN the denoising bound, with the same noise
 draws for all chains of a mixture). Every chain satisfies the mixture, so this ranks the chains by their
 posterior density. Chains of one mixture fail in different places (a stroke or a note given to the wrong
-source), so picking one beats averaging them, which blends a wrong assignment into the right one.
+source), so picking one beats averaging all of them, which blends a wrong assignment into the right one.
+With ``average_top`` = M > 1 the output is instead the mean of the M most probable chains, an estimate of the
+posterior mean (the least-squares estimate) over the chains the priors trust: each chain's sources are first put
+in the order of the most probable chain's, among sources that share one prior (chains of two identical priors
+may swap them), then averaged. Swapping and averaging keep Σ_k x_k, so the mean still explains a linear mixture.
 With ``select_after_levels`` = l the pick comes early: the K chains anneal through the first l levels, each
 chain's state is ranked there (denoised with Tweedie's formula at σ_l for NCSN priors, then the bound over
 σ_1 … σ_l, the scales the chains have resolved so far), and only the kept chain anneals through the other
@@ -38,6 +42,7 @@ Shapes: mixture ``[B, H, W, C]``; sources ``[S, B, H, W, C]``.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -62,6 +67,8 @@ class BasisConfig:
     clip: tuple[float, float] = (0.0, 1.0)
     jit_compile: bool = False
     n_chains: int = 1                     # K chains per mixture; the most probable one is kept
+    average_top: int = 1                  # M: keep the mean of the min(M, K) most probable chains, aligned (see above);
+                                          # not with select_after_levels, whose early pick keeps one chain
     selection_draws: int = 8              # noise draws per level of the NCSN density bound used to rank them
     select_after_levels: int | None = None  # rank the chains after this many levels (None: the final sources)
     stitch: str = "crossfade"             # mel patches: "crossfade" overlaps, or "select" the more probable patch
@@ -78,6 +85,8 @@ class BasisConfig:
             raise UserError("n_steps_per_level, step_lr and gamma_scale must be positive")
         if self.n_chains < 1 or self.selection_draws < 1:
             raise UserError(f"n_chains ({self.n_chains}) and selection_draws ({self.selection_draws}) must be at least 1")
+        if self.average_top < 1:
+            raise UserError(f"average_top must be at least 1, not {self.average_top}")
         if self.select_after_levels is not None and not 1 <= self.select_after_levels <= len(self.sigma_levels):
             raise UserError(f"select_after_levels must be between 1 and the number of levels ({len(self.sigma_levels)}), "
                             f"not {self.select_after_levels}")
@@ -238,16 +247,24 @@ class BasisSeparator(tf.Module):
 
     def select_chains(self, sources: tf.Tensor, seed: tf.Tensor, ranked: tf.Tensor | None = None,
                       n_levels: int | None = None) -> tf.Tensor:
-        """Keep, per mixture, the most probable of the K chains in ``sources [S, K·B, ...]``; returns ``[S, B, ...]``.
+        """Keep, per mixture, the most probable of the K chains in ``sources [S, K·B, ...]`` (or, with
+        ``average_top`` = M > 1 and the final sources, the aligned mean of the M most probable); returns ``[S, B, ...]``.
 
         ``ranked``: the states whose density decides (default ``sources``), e.g. their Tweedie-denoised
         version; ``n_levels``: how many levels they have been annealed through (default: all).
         """
         ranked = sources if ranked is None else ranked
-        nll = self.chain_neg_log_densities(ranked, self.config.n_chains, seed, n_levels)
-        batch = tf.shape(nll)[1]
-        best = tf.argmin(nll, axis=0, output_type=tf.int32)
-        return tf.gather(sources, best * batch + tf.range(batch), axis=1)
+        n_chains = self.config.n_chains
+        nll = self.chain_neg_log_densities(ranked, n_chains, seed, n_levels)
+        chains = tf.reshape(sources, tf.concat([[tf.shape(sources)[0], n_chains, -1], tf.shape(sources)[2:]], axis=0))
+        top = 1 if n_levels is not None else min(self.config.average_top, n_chains)
+        return average_top_chains(chains, nll, top, self.source_permutations())
+
+    def source_permutations(self) -> list[tuple[int, ...]]:
+        """The orders of the S sources that map every source to one with the same prior object (identity first)."""
+        n = len(self.priors)
+        return [order for order in itertools.permutations(range(n))
+                if all(self.priors[order[k]] is self.priors[k] for k in range(n))]
 
     def ranked_chains(self, mixture, seed: int, n_chains: int, rank_after: Sequence[int] = ()) -> tuple[tf.Tensor, tf.Tensor]:
         """K chains of every mixture through all levels, with the rankings every pick would use; for analysis.
@@ -346,6 +363,28 @@ class BasisSeparator(tf.Module):
         if self.config.n_chains > 1 and early is not None and early <= start_level:
             raise UserError(f"chains started at level {start_level} cannot be ranked after level {early}: "
                             f"--select-after-levels must be above --start-level")
+
+
+def average_top_chains(chains, nll, top: int, permutations: Sequence[tuple[int, ...]] | None = None) -> tf.Tensor:
+    """Per mixture, the mean of the ``top`` most probable chains, each aligned to the most probable: ``[S, B, ...]``.
+
+    ``chains [S, K, B, ...]`` (source, chain, mixture), ``nll [K, B]`` nats (smaller: more probable);
+    ``permutations``: the source orders a chain may be put in (default: only the given one); each chain takes the
+    one closest in squared distance to the most probable chain. ``top`` = 1 is the plain pick.
+    """
+    chains, nll = tf.convert_to_tensor(chains, tf.float32), tf.convert_to_tensor(nll, tf.float32)
+    order = tf.argsort(nll, axis=0)[:top]                                                   # [M, B]
+    batch = tf.shape(nll)[1]
+    index = tf.stack([order, tf.broadcast_to(tf.range(batch), tf.shape(order))], axis=-1)     # [M, B, 2]
+    kept = tf.gather_nd(tf.transpose(chains, [1, 2, 0, *range(3, chains.shape.rank)]), index)  # [M, B, S, ...]
+    if top == 1:
+        return tf.transpose(kept[0], [1, 0, *range(2, chains.shape.rank - 1)])
+    orders = tf.constant(list(permutations or [tuple(range(chains.shape[0]))]), tf.int32)                                        # [P, S]
+    reordered = tf.gather(kept, orders, axis=2)                                               # [M, B, P, S, ...]
+    distance = tf.reduce_sum(tf.square(reordered - kept[:1, :, None]), axis=list(range(3, chains.shape.rank + 1)))
+    closest = tf.argmin(distance, axis=2, output_type=tf.int32)                               # [M, B]
+    aligned = tf.gather(reordered, closest, axis=2, batch_dims=2)                             # [M, B, S, ...]
+    return tf.transpose(tf.reduce_mean(aligned, axis=0), [1, 0, *range(2, chains.shape.rank - 1)])
 
 
 def check_finite(estimates: np.ndarray, labels: Sequence[str], separator: BasisSeparator) -> None:

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from pipeline.errors import UserError
 from pipeline.mel import MelConfig, scale_db, unscale_db
-from separation.basis import BasisConfig, BasisSeparator
+from separation.basis import BasisConfig, BasisSeparator, average_top_chains
 from separation.mixing import MeanMixing, MelDbMixing
 from separation.priors import GaussianPrior
 
@@ -146,6 +146,46 @@ def test_several_chains_keep_the_most_probable_one_per_mixture():
     assert len(set(nll.argmin(axis=0))) > 1                          # the test picks different chains for different mixtures
     with pytest.raises(UserError, match="n_chains"):
         BasisConfig(n_chains=0)
+
+
+def test_average_top_chains_aligns_swapped_sources_before_averaging():
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0, 1, (2, 3, 4, 4, 1)).astype(np.float32)              # [S, B, ...]
+    chains = np.stack([truth + 0.01 * rng.standard_normal(truth.shape).astype(np.float32) for _ in range(4)], 1)
+    chains[:, 1] = chains[::-1, 1]                                             # chain 1 holds the sources swapped
+    chains[:, 3] = rng.uniform(0, 1, truth.shape[:1] + truth.shape[1:])         # chain 3: a failure
+    nll = np.array([[1.0] * 3, [2.0] * 3, [3.0] * 3, [9.0] * 3], np.float32)   # [K, B]: chain 0 most probable
+    both = [(0, 1), (1, 0)]
+    np.testing.assert_allclose(average_top_chains(chains, nll, 1, both), chains[:, 0], atol=1e-6)   # M = 1: the pick
+    aligned = np.stack([chains[:, 0], chains[::-1, 1], chains[:, 2]], 1).mean(1)
+    np.testing.assert_allclose(average_top_chains(chains, nll, 3, both), aligned, atol=1e-6)
+    assert np.abs(aligned - truth).max() < np.abs(chains[:, 0] - truth).max()          # averaging cancels the noise
+    np.testing.assert_allclose(average_top_chains(chains, nll, 3).numpy().sum(0), chains[:, :3].sum(0).mean(0),
+                               atol=1e-5)                                      # the sum of the sources is kept
+    unaligned = average_top_chains(chains, nll, 3)                              # identity only: the swap is averaged in
+    assert np.abs(unaligned.numpy() - truth).mean() > 10 * np.abs(aligned - truth).mean()
+    order = average_top_chains(chains, nll[::-1].copy(), 1, both)              # the ranking decides which chain leads
+    np.testing.assert_allclose(order, chains[:, 3], atol=1e-6)
+
+
+def test_several_chains_average_the_most_probable_ones_in_the_separator():
+    sigmas = (1.0, 0.1, 0.01)
+    shape = (2, 2, 1)
+    priors = [GaussianPrior(np.full(shape, m, np.float32), np.full(shape, 0.05, np.float32), sigmas) for m in (0.3, 0.7)]
+    mixture = np.random.default_rng(1).uniform(0.3, 0.7, (5, *shape)).astype(np.float32)
+    config = dict(sigma_levels=sigmas, n_steps_per_level=3, step_lr=1e-4, final_denoise=False)
+    every_chain = BasisSeparator(priors, MeanMixing(), BasisConfig(**config)).separate(np.tile(mixture, (3, 1, 1, 1)), seed=2)
+    separator = BasisSeparator(priors, MeanMixing(), BasisConfig(**config, n_chains=3, average_top=2))
+    assert separator.source_permutations() == [(0, 1)]                 # two different priors: never swapped
+    shared = BasisSeparator([priors[0]] * 2, MeanMixing(), BasisConfig(**config))
+    assert shared.source_permutations() == [(0, 1), (1, 0)]
+    chains = every_chain.numpy().reshape(2, 3, 5, *shape)
+    nll = sum(priors[k].neg_log_density(every_chain[k], None).numpy() for k in range(2)).reshape(3, 5)
+    best_two = np.argsort(nll, axis=0)[:2]
+    expected = (chains[:, best_two[0], np.arange(5)] + chains[:, best_two[1], np.arange(5)]) / 2
+    np.testing.assert_allclose(separator.separate(mixture, seed=2).numpy(), expected, atol=1e-6)
+    with pytest.raises(UserError, match="average_top"):
+        BasisConfig(average_top=0)
 
 
 def test_early_pick_keeps_the_chain_ranked_most_probable_after_the_first_levels():

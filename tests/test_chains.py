@@ -114,6 +114,43 @@ def test_rejudge_reproduces_the_runs_pick_and_scores_other_draw_counts(tiny_ncsn
     assert "| 6 | 1 | 3 |" in (tmp_path / "re" / "rejudge.md").read_text()
 
 
+def test_average_scores_the_aligned_mean_of_the_most_probable_saved_chains(tiny_ncsn_run, tmp_path):
+    from separation.images import pair_psnr
+    run = tmp_path / "run"
+    assert chains.main(["images", "--checkpoint", str(tiny_ncsn_run), "--dataset", "digits", "--n-pairs", "4",
+                        "--batch-size", "4", "--chains", "3", "--steps", "2", "--selection-draws", "2",
+                        "--save-chains", "--seed", "5", "--out", str(run)]) == 0
+    assert chains.main(["average", "--run", str(run), "--average-top", "1", "3", "--out", str(tmp_path / "av")]) == 0
+    rows = {r["average_top"]: r for r in json.loads((tmp_path / "av" / "average.json").read_text())["rows"]}
+    record = json.loads((run / "chains.json").read_text())
+    assert np.isclose(rows[1]["psnr_mean"], [r for r in record["rows"] if r["chains"] == 3][0]["picked_mean"], atol=2e-3)
+    saved = np.load(run / "chains.npz")
+    lead = saved["chains"][:, np.asarray(record["nll"])[-1].argmin(axis=0), np.arange(4)]    # [S, N, ...]
+    aligned = []                                          # by hand: each chain in the order closest to the lead
+    for k in range(3):
+        chain = saved["chains"][:, k]
+        swap = ((chain[::-1] - lead) ** 2).sum(axis=(0, 2, 3, 4)) < ((chain - lead) ** 2).sum(axis=(0, 2, 3, 4))
+        aligned.append(np.where(swap[None, :, None, None, None], chain[::-1], chain))
+    np.testing.assert_allclose(rows[3]["psnr"], pair_psnr(saved["truth"], np.mean(aligned, axis=0)), atol=2e-3)
+    assert "| 3 | 3 |" in (tmp_path / "av" / "average.md").read_text()
+
+
+def test_average_top_reaches_the_separation_and_refuses_an_early_pick(tiny_ncsn_run, tmp_path, capsys):
+    import pytest
+    assert run_basis_sep.main(["--dataset", "digits", "--checkpoint", str(tiny_ncsn_run), "--out", str(tmp_path),
+                               "--n-pairs", "4", "--batch-size", "4", "--steps", "1", "--chains", "3",
+                               "--average-top", "2", "--selection-draws", "2"]) == 0
+    report = json.loads((tmp_path / "digits_ncsn_psnr.json").read_text())
+    assert (report["n_chains"], report["average_top"]) == (3, 2)
+    with pytest.raises(SystemExit) as stop:
+        run_basis_sep.run_cli(run_basis_sep.main, ["--dataset", "digits", "--checkpoint", str(tiny_ncsn_run),
+                                                   "--out", str(tmp_path / "b"), "--chains", "3", "--average-top", "2",
+                                                   "--select-after-levels", "2"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "--average-top 2" in err and "--select-after-levels" in err and "Traceback" not in err
+
+
 def test_rejudge_names_a_run_without_saved_chains(tmp_path, capsys):
     import pytest
     (tmp_path / "chains.json").write_text("{}")
