@@ -132,16 +132,23 @@ def test_score_matching_bound_ranks_points_like_the_exact_log_density():
     np.testing.assert_allclose(bound - bound[0], exact - exact[0], rtol=0.01)
 
 
-def test_several_chains_keep_the_most_probable_one_per_mixture():
+def three_chain_case():
+    """Two Gaussian priors, 5 mixtures, and 3 chains of each run one by one: ``(priors, mixture, config, chains
+    [S, K, B, ...], nll [K, B])``; a separator with ``n_chains=3`` and the same seed draws the same chains."""
     sigmas = (1.0, 0.1, 0.01)
     shape = (2, 2, 1)
     priors = [GaussianPrior(np.full(shape, m, np.float32), np.full(shape, 0.05, np.float32), sigmas) for m in (0.3, 0.7)]
     mixture = np.random.default_rng(1).uniform(0.3, 0.7, (5, *shape)).astype(np.float32)
     config = dict(sigma_levels=sigmas, n_steps_per_level=3, step_lr=1e-4, final_denoise=False)
     every_chain = BasisSeparator(priors, MeanMixing(), BasisConfig(**config)).separate(np.tile(mixture, (3, 1, 1, 1)), seed=2)
-    kept = BasisSeparator(priors, MeanMixing(), BasisConfig(**config, n_chains=3)).separate(mixture, seed=2).numpy()
     chains = every_chain.numpy().reshape(2, 3, 5, *shape)           # [S, K, B, ...]: the same draws, chain by chain
     nll = sum(priors[k].neg_log_density(every_chain[k], None).numpy() for k in range(2)).reshape(3, 5)
+    return priors, mixture, config, chains, nll
+
+
+def test_several_chains_keep_the_most_probable_one_per_mixture():
+    priors, mixture, config, chains, nll = three_chain_case()
+    kept = BasisSeparator(priors, MeanMixing(), BasisConfig(**config, n_chains=3)).separate(mixture, seed=2).numpy()
     np.testing.assert_allclose(kept, chains[:, nll.argmin(axis=0), np.arange(5)], atol=1e-6)
     assert len(set(nll.argmin(axis=0))) > 1                          # the test picks different chains for different mixtures
     with pytest.raises(UserError, match="n_chains"):
@@ -169,18 +176,11 @@ def test_average_top_chains_aligns_swapped_sources_before_averaging():
 
 
 def test_several_chains_average_the_most_probable_ones_in_the_separator():
-    sigmas = (1.0, 0.1, 0.01)
-    shape = (2, 2, 1)
-    priors = [GaussianPrior(np.full(shape, m, np.float32), np.full(shape, 0.05, np.float32), sigmas) for m in (0.3, 0.7)]
-    mixture = np.random.default_rng(1).uniform(0.3, 0.7, (5, *shape)).astype(np.float32)
-    config = dict(sigma_levels=sigmas, n_steps_per_level=3, step_lr=1e-4, final_denoise=False)
-    every_chain = BasisSeparator(priors, MeanMixing(), BasisConfig(**config)).separate(np.tile(mixture, (3, 1, 1, 1)), seed=2)
+    priors, mixture, config, chains, nll = three_chain_case()
     separator = BasisSeparator(priors, MeanMixing(), BasisConfig(**config, n_chains=3, average_top=2))
     assert separator.source_permutations() == [(0, 1)]                 # two different priors: never swapped
     shared = BasisSeparator([priors[0]] * 2, MeanMixing(), BasisConfig(**config))
     assert shared.source_permutations() == [(0, 1), (1, 0)]
-    chains = every_chain.numpy().reshape(2, 3, 5, *shape)
-    nll = sum(priors[k].neg_log_density(every_chain[k], None).numpy() for k in range(2)).reshape(3, 5)
     best_two = np.argsort(nll, axis=0)[:2]
     expected = (chains[:, best_two[0], np.arange(5)] + chains[:, best_two[1], np.arange(5)]) / 2
     np.testing.assert_allclose(separator.separate(mixture, seed=2).numpy(), expected, atol=1e-6)
