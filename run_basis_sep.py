@@ -115,8 +115,8 @@ def schedule_of(priors, args) -> tuple[float, ...]:
 
 
 STEP_SETTINGS = {"steps": "n_steps_per_level", "step_lr": "step_lr", "gamma_scale": "gamma_scale", "init": "init",
-                 "chains": "n_chains", "average_top": "average_top", "selection_draws": "selection_draws", "select_after_levels": "select_after_levels",
-                 "stitch": "stitch", "stitch_temperature": "stitch_temperature", "score_rms_limit": "score_rms_limit",
+                 "chains": "n_chains", "average_top": "average_top", "selection_draws": "selection_draws",
+                 "select_after_levels": "select_after_levels", "stitch": "stitch", "stitch_temperature": "stitch_temperature", "score_rms_limit": "score_rms_limit",
                  "box_pull": "box_pull"}
 BASIS_FILE = "basis.json"
 

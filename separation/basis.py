@@ -373,13 +373,13 @@ def average_top_chains(chains, nll, top: int, permutations: Sequence[tuple[int, 
     one closest in squared distance to the most probable chain. ``top`` = 1 is the plain pick.
     """
     chains, nll = tf.convert_to_tensor(chains, tf.float32), tf.convert_to_tensor(nll, tf.float32)
-    order = tf.argsort(nll, axis=0)[:top]                                                   # [M, B]
+    order = tf.argsort(nll, axis=0, stable=True)[:top]                                      # [M, B]
     batch = tf.shape(nll)[1]
     index = tf.stack([order, tf.broadcast_to(tf.range(batch), tf.shape(order))], axis=-1)     # [M, B, 2]
     kept = tf.gather_nd(tf.transpose(chains, [1, 2, 0, *range(3, chains.shape.rank)]), index)  # [M, B, S, ...]
     if top == 1:
         return tf.transpose(kept[0], [1, 0, *range(2, chains.shape.rank - 1)])
-    orders = tf.constant(list(permutations or [tuple(range(chains.shape[0]))]), tf.int32)                                        # [P, S]
+    orders = tf.constant(list(permutations or [tuple(range(chains.shape[0]))]), tf.int32)     # [P, S]
     reordered = tf.gather(kept, orders, axis=2)                                               # [M, B, P, S, ...]
     distance = tf.reduce_sum(tf.square(reordered - kept[:1, :, None]), axis=list(range(3, chains.shape.rank + 1)))
     closest = tf.argmin(distance, axis=2, output_type=tf.int32)                               # [M, B]
