@@ -216,6 +216,7 @@ def rejudge_rows(args) -> tuple[list[dict], dict]:
     record, saved = saved_chains(run)
     chains, psnr = saved["chains"], np.asarray(record["psnr"])                          # [S, K, N, ...], [K, N]
     n_sources, k_max, n_pairs = chains.shape[:3]
+    run_nll = np.asarray(record["nll"])[-1]                                             # [K, N]: the run's own ranking
     checkpoint = args.checkpoint or record["checkpoint"]
     prior = load_prior("ncsn", checkpoint)
     rows, bounds = [], {}
@@ -233,8 +234,7 @@ def rejudge_rows(args) -> tuple[list[dict], dict]:
                 picked = psnr[nll[:k].argmin(axis=0), np.arange(n_pairs)]
                 rows.append({"selection_draws": draws, "repeat": repeat, "chains": k,
                              "picked_mean": float(picked.mean()), "picked_median": float(np.median(picked)),
-                             "same_pick_as_run": float(np.mean(nll[:k].argmin(axis=0)
-                                                               == np.asarray(record["nll"])[-1][:k].argmin(axis=0)))})
+                             "same_pick_as_run": float(np.mean(nll[:k].argmin(axis=0) == run_nll[:k].argmin(axis=0)))})
     extra = {"run": str(run), "checkpoint": str(checkpoint), "seed": record["seed"], "n_pairs": n_pairs,
              "run_selection_draws": record["basis"]["selection_draws"],
              "single_chain_mean": float(psnr.mean()), "oracle_best_mean": float(psnr.max(axis=0).mean()),
@@ -321,19 +321,19 @@ def build_parser() -> argparse.ArgumentParser:
     mel.add_argument("--batch-size", type=int, default=16, help="patches per call (each call runs K times as many)")
     rejudge = sub.add_parser("rejudge", help="re-rank the chains an images --save-chains run wrote, with other "
                              "counts of bound draws")
-    rejudge.add_argument("--run", required=True, help="the --out folder of that run (chains.npz, chains.json)")
     rejudge.add_argument("--checkpoint", help="NCSN run folder (default: the run's)")
     rejudge.add_argument("--selection-draws", type=int, nargs="+", default=[8], help="noise draws per σ level")
     rejudge.add_argument("--repeats", type=int, default=1, help="independent noise seeds per draw count")
     rejudge.add_argument("--batch-size", type=int, default=32, help="pairs per call (each call scores K times as "
                          "many); the run's, for repeat 0 to draw the run's noise")
-    rejudge.add_argument("--out", required=True, help="output folder")
     average = sub.add_parser("average", help="score the aligned mean of the most probable chains an images "
                              "--save-chains run wrote, against its pick")
-    average.add_argument("--run", required=True, help="the --out folder of that run (chains.npz, chains.json)")
     average.add_argument("--average-top", type=int, nargs="+", default=[1, 2, 4, 8], metavar="M",
                          help="numbers of most probable chains to average (1: the pick)")
-    average.add_argument("--out", required=True, help="output folder")
+    for saved_parser in (rejudge, average):
+        saved_parser.add_argument("--out", required=True, help="output folder")
+        saved_parser.add_argument("--run", required=True, help="the --out folder of an images --save-chains run "
+                                  "(chains.npz, chains.json)")
     for sub_parser in (images, mel):
         sub_parser.add_argument("--chains", type=int, default=4, help="K_max")
         sub_parser.add_argument("--steps", type=int, help="Langevin steps per level (default: the prior's basis.json)")
